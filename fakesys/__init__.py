@@ -1,0 +1,1 @@
+"""fakesys: the Linux libnvdimm / device-DAX sysfs ABI served over FUSE."""

@@ -1,0 +1,227 @@
+"""The ``fakesys`` command: up, run, down, status, replay.
+
+Kept free of FUSE and trio imports so that ``fakesys run`` (called once per
+tool invocation by test suites) starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+from fakesys import runtime
+
+DEFAULT_NAME = "default"
+UP_TIMEOUT = 20.0
+
+
+def _topology_path(path: str | None) -> str:
+    if path:
+        return os.path.abspath(path)
+    from fakesys.topology import default_path
+    return default_path()
+
+
+def up(topology: str | None, state: str | None, name: str, quiet: bool = False) -> str:
+    """Start a daemon and return once its mount answers; returns the mount point."""
+    rd = runtime.rundir(name)
+    mnt = os.path.join(rd, "mnt")
+    if runtime.status(name) is not None:
+        raise runtime.RuntimeErrorFakesys(f"fake {name!r} is already up (fakesys down --name {name})")
+    os.makedirs(rd, mode=0o700, exist_ok=True)
+    if runtime.unmount_stale(mnt):
+        print(f"fakesys: cleaned a stale mount at {mnt}", file=sys.stderr)
+    runtime.refuse_host_paths(mnt)
+    topo = _topology_path(topology)
+    from fakesys.topology import load
+    load(topo)  # fail here, with a clear message, on a bad topology
+    log_path = os.path.join(rd, "log")
+    cmd = [sys.executable, "-m", "fakesys.daemon", "--topology", topo, "--rundir", rd,
+           "--name", name, "--log", log_path]
+    if state:
+        cmd += ["--state", os.path.abspath(state)]
+    with open(log_path, "a") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + UP_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise runtime.RuntimeErrorFakesys(f"daemon exited with {proc.returncode}; see {log_path}:\n"
+                                              + _tail(log_path))
+        if os.path.exists(os.path.join(rd, "pid")) and os.path.isdir(os.path.join(mnt, "sys", "bus")):
+            if not quiet:
+                print(mnt)
+            return mnt
+        time.sleep(0.01)
+    proc.terminate()
+    raise runtime.RuntimeErrorFakesys(f"the mount did not answer within {UP_TIMEOUT:.0f}s; see {log_path}")
+
+
+def _tail(path: str, lines: int = 20) -> str:
+    try:
+        with open(path) as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def down(name: str) -> bool:
+    """Stop a daemon (control socket, then SIGTERM) and clean a stale mount."""
+    rd = runtime.rundir(name)
+    mnt = os.path.join(rd, "mnt")
+    pid = _pid(rd)
+    stopped = False
+    try:
+        runtime.control(name, "down", timeout=5.0)
+        stopped = True
+    except OSError:
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGTERM)
+                stopped = True
+            except ProcessLookupError:
+                pass
+    if pid is not None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.01)
+    runtime.unmount_stale(mnt)
+    return stopped
+
+
+def _pid(rd: str) -> int | None:
+    try:
+        with open(os.path.join(rd, "pid")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def run(name: str, argv: list[str]) -> int:
+    from fakesys.sandbox.namespace import run as sandbox_run
+    mnt = os.path.join(runtime.rundir(name), "mnt")
+    if runtime.status(name) is None:
+        print(f"fakesys: no fake named {name!r} is up (fakesys up)", file=sys.stderr)
+        return 125
+    return sandbox_run(mnt, argv)
+
+
+def cmd_up(args) -> int:
+    up(args.topology, args.state, args.name)
+    return 0
+
+
+def cmd_run(args) -> int:
+    argv = args.command
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        argv = [os.environ.get("SHELL", "/bin/sh")]
+    if args.topology:
+        name = args.name if args.name != DEFAULT_NAME else f"run-{uuid.uuid4().hex[:8]}"
+        up(args.topology, args.state, name, quiet=True)
+        try:
+            return run(name, argv)
+        finally:
+            down(name)
+            _cleanup(name)
+    return run(args.name, argv)
+
+
+def _cleanup(name: str) -> None:
+    rd = runtime.rundir(name)
+    for entry in ("log", "mnt"):
+        path = os.path.join(rd, entry)
+        try:
+            os.rmdir(path) if entry == "mnt" else os.unlink(path)
+        except OSError:
+            pass
+    try:
+        os.rmdir(rd)
+    except OSError:
+        pass
+
+
+def cmd_down(args) -> int:
+    if not down(args.name):
+        print(f"fakesys: {args.name!r} was not running", file=sys.stderr)
+    return 0
+
+
+def cmd_status(args) -> int:
+    found = False
+    for name in runtime.instances():
+        st = runtime.status(name)
+        if st is None:
+            state = "stale" if runtime.is_mounted(os.path.join(runtime.rundir(name), "mnt")) else "down"
+            print(f"{name}\t{state}")
+        else:
+            found = True
+            print(f"{name}\tup\tpid {st['pid']}\tkernel {st['kernel']}\t{st['mnt']}\t{st['topology']}")
+    return 0 if found else 3
+
+
+def cmd_replay(args) -> int:
+    from fakesys.replay import replay
+    return replay(args.golden, args.topology, verbose=args.verbose)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fakesys", description=__doc__)
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    p = sub.add_parser("up", help="start a fake and mount it")
+    p.add_argument("topology", nargs="?")
+    p.add_argument("--state", help="directory for media and labels (kept across up/down)")
+    p.add_argument("--name", default=DEFAULT_NAME)
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("run", help="run a command with the fake as /sys and /dev")
+    p.add_argument("--name", default=DEFAULT_NAME)
+    p.add_argument("--topology", help="bring a fake up for this command only")
+    p.add_argument("--state")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("down", help="stop a fake")
+    p.add_argument("--name", default=DEFAULT_NAME)
+    p.set_defaults(func=cmd_down)
+
+    p = sub.add_parser("status", help="list fakes")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("replay", help="replay a recorded real-kernel session")
+    p.add_argument("golden")
+    p.add_argument("--topology")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_replay)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except runtime.RuntimeErrorFakesys as e:
+        print(f"fakesys: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

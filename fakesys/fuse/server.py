@@ -1,0 +1,264 @@
+"""pyfuse3 operations over a kernfs tree.
+
+Generic: the server knows directories, attribute files, binary (media)
+files and symlinks, never what they mean.  What it guarantees:
+
+* attributes are opened with ``direct_io`` and report ``st_size`` 4096 like
+  sysfs, so every open reads fresh content produced at that moment;
+* a write reaches the attribute's ``store`` as one call and an ``Errno``
+  raised there becomes the writer's errno;
+* entries removed from the tree are invalidated in the kernel's dentry
+  cache before the request that removed them completes, so long lookup
+  timeouts are safe.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import os
+import stat
+from dataclasses import dataclass, field
+
+import pyfuse3
+import trio
+
+from fakesys.errors import Errno
+from fakesys.sysfs.kernfs import Blob, Dir, File, Link, Node, Tree
+
+log = logging.getLogger("fakesys.fuse")
+
+ENTRY_TIMEOUT = 5.0
+
+
+@dataclass
+class _Handle:
+    node: Node
+    writable: bool
+    content: bytes | None = None
+
+
+@dataclass
+class _DirHandle:
+    entries: list[Node] = field(default_factory=list)
+
+
+class Server(pyfuse3.Operations):
+    """Serves ``tree`` over FUSE; ``uid``/``gid`` own every entry."""
+
+    supports_dot_lookup = False
+    enable_writeback_cache = False
+
+    def __init__(self, tree: Tree, uid: int = 0, gid: int = 0) -> None:
+        super().__init__()
+        self.tree = tree
+        self.uid = uid
+        self.gid = gid
+        self._fh = itertools.count(1)
+        self._open: dict[int, _Handle | _DirHandle] = {}
+        self._removed: list[tuple[int, str]] = []
+        self.mounted = False
+        tree.listeners.append(self._changed)
+
+    # -- invalidation -----------------------------------------------------
+
+    def _changed(self, parent: Dir, name: str, removed: bool) -> None:
+        # New entries need nothing: ENOENT replies are not cached.
+        if removed and self.mounted:
+            self._removed.append((parent.ino, name))
+
+    async def _flush_invalidations(self) -> None:
+        pending, self._removed = self._removed, []
+        for parent_ino, name in pending:
+            if parent_ino == 0:
+                continue
+            await trio.to_thread.run_sync(_invalidate, parent_ino, name)
+
+    # -- attributes -------------------------------------------------------
+
+    def _attr(self, node: Node) -> pyfuse3.EntryAttributes:
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = node.ino
+        a.generation = 0
+        a.entry_timeout = ENTRY_TIMEOUT
+        a.attr_timeout = ENTRY_TIMEOUT
+        if isinstance(node, Dir):
+            a.st_mode = stat.S_IFDIR | node.mode
+            a.st_nlink = 2
+            a.st_size = 0
+        elif isinstance(node, Link):
+            a.st_mode = stat.S_IFLNK | 0o777
+            a.st_nlink = 1
+            a.st_size = 0
+            a.attr_timeout = 0
+        elif isinstance(node, Blob):
+            a.st_mode = stat.S_IFREG | node.mode
+            a.st_nlink = 1
+            a.st_size = node.size()
+            a.attr_timeout = 0
+        else:
+            assert isinstance(node, File)
+            a.st_mode = stat.S_IFREG | node.mode
+            a.st_nlink = 1
+            a.st_size = node.size
+        a.st_uid = self.uid
+        a.st_gid = self.gid
+        a.st_blksize = 4096
+        a.st_blocks = 0
+        return a
+
+    async def lookup(self, parent_inode, name, ctx=None):
+        parent = self._node(parent_inode)
+        if not isinstance(parent, Dir):
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        child = parent.get(os.fsdecode(name))
+        if child is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return self._attr(child)
+
+    async def getattr(self, inode, ctx=None):
+        return self._attr(self._node(inode))
+
+    async def setattr(self, inode, attr, fields, fh, ctx):
+        # O_TRUNC on an attribute arrives as a size change: ignore it as sysfs does.
+        return self._attr(self._node(inode))
+
+    async def readlink(self, inode, ctx):
+        node = self._node(inode)
+        if not isinstance(node, Link):
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        return os.fsencode(node.readlink())
+
+    async def forget(self, inode_list):
+        return None
+
+    async def statfs(self, ctx):
+        s = pyfuse3.StatvfsData()
+        s.f_bsize = s.f_frsize = 4096
+        s.f_namemax = 255
+        return s
+
+    # -- directories ------------------------------------------------------
+
+    async def opendir(self, inode, ctx):
+        node = self._node(inode)
+        if not isinstance(node, Dir):
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        fh = next(self._fh)
+        self._open[fh] = _DirHandle(list(node))
+        return fh
+
+    async def readdir(self, fh, start_id, token):
+        handle = self._open[fh]
+        assert isinstance(handle, _DirHandle)
+        for i, node in enumerate(handle.entries[start_id:], start_id + 1):
+            if not node.attached:
+                continue
+            if not pyfuse3.readdir_reply(token, os.fsencode(node.name), self._attr(node), i):
+                return
+
+    async def releasedir(self, fh):
+        self._open.pop(fh, None)
+
+    # -- files ------------------------------------------------------------
+
+    async def open(self, inode, flags, ctx):
+        node = self._node(inode)
+        if isinstance(node, Dir):
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        if not isinstance(node, (File, Blob)):
+            raise pyfuse3.FUSEError(errno.EACCES)
+        acc = flags & os.O_ACCMODE
+        want_read = acc in (os.O_RDONLY, os.O_RDWR)
+        want_write = acc in (os.O_WRONLY, os.O_RDWR)
+        if (want_read and not node.mode & 0o444) or (want_write and not node.mode & 0o222):
+            raise pyfuse3.FUSEError(errno.EACCES)
+        fh = next(self._fh)
+        self._open[fh] = _Handle(node, want_write)
+        return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
+
+    async def read(self, fh, off, size):
+        handle = self._handle(fh)
+        node = handle.node
+        try:
+            if isinstance(node, Blob):
+                return node.read(off, size)
+            if handle.content is None or off == 0:
+                handle.content = node.read()
+        except Errno as e:
+            raise pyfuse3.FUSEError(e.errno) from None
+        except Exception:
+            log.exception("show %s failed", node.path())
+            raise pyfuse3.FUSEError(errno.EIO) from None
+        return handle.content[off:off + size]
+
+    async def write(self, fh, off, buf):
+        handle = self._handle(fh)
+        node = handle.node
+        try:
+            if isinstance(node, Blob):
+                return node.write(off, bytes(buf))
+            return node.write(bytes(buf))
+        except Errno as e:
+            log.debug("write %r to %s: %s", bytes(buf)[:64], node.path(), e)
+            raise pyfuse3.FUSEError(e.errno) from None
+        except Exception:
+            log.exception("store %r to %s failed", bytes(buf)[:64], node.path())
+            raise pyfuse3.FUSEError(errno.EIO) from None
+        finally:
+            await self._flush_invalidations()
+
+    async def flush(self, fh):
+        return None
+
+    async def fsync(self, fh, datasync):
+        return None
+
+    async def release(self, fh):
+        self._open.pop(fh, None)
+
+    # -- helpers ----------------------------------------------------------
+
+    def _node(self, inode: int) -> Node:
+        try:
+            return self.tree.node(inode)
+        except Errno as e:
+            raise pyfuse3.FUSEError(e.errno) from None
+
+    def _handle(self, fh: int) -> _Handle:
+        handle = self._open.get(fh)
+        if not isinstance(handle, _Handle):
+            raise pyfuse3.FUSEError(errno.EBADF)
+        return handle
+
+
+def _invalidate(parent_ino: int, name: str) -> None:
+    try:
+        pyfuse3.invalidate_entry(parent_ino, os.fsencode(name))
+    except OSError as e:
+        if e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EBADF):
+            log.warning("invalidate %d/%s: %s", parent_ino, name, e)
+
+
+def mount_options(fsname: str, allow_other: bool = False) -> set[str]:
+    """Mount options: sysfs-like permissions enforced by the kernel."""
+    opts = set(pyfuse3.default_options)
+    opts.discard("default_permissions")
+    opts |= {f"fsname={fsname}", "subtype=fakesys", "default_permissions"}
+    if allow_other:
+        opts.add("allow_other")
+    return opts
+
+
+async def serve(server: Server, mountpoint: str, options: set[str],
+                task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Mount and serve until cancelled; unmounts on the way out."""
+    pyfuse3.init(server, mountpoint, options)
+    server.mounted = True
+    try:
+        task_status.started()
+        await pyfuse3.main()
+    finally:
+        server.mounted = False
+        pyfuse3.close(unmount=True)

@@ -1,0 +1,229 @@
+"""ACPI NFIT (drivers/acpi/nfit/core.c): turns an NFIT description into an
+nd bus with its DIMMs and regions, plus the provider attributes (``nfit/``
+groups on the bus, DIMMs and regions) and the ACPI device it hangs off.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING
+
+from fakesys.kernel.base.core import RO, RW, Attribute, AttributeGroup, Bus, Device, Driver
+from fakesys.kernel.nvdimm.bus import BUS_CMD_NAMES, DIMM_CMD_NAMES, NvdimmBus
+from fakesys.kernel.nvdimm.dimm import Nvdimm
+from fakesys.kernel.nvdimm.label import LabelArea, NfitSetInfo, interleave_set_cookies
+from fakesys.kernel.nvdimm.region import InterleaveSet, Mapping, RegionDesc, region_create
+from fakesys.kernel.parse import kstrtoint
+from fakesys.media import Memory
+from fakesys.sysfs.kernfs import Dir, File, Link
+from fakesys.topology import BusSpec, DimmSpec
+
+if TYPE_CHECKING:
+    from fakesys.kernel.kernel import Kernel
+
+NFIT_MEM_FLAGS = ["save_fail", "restore_fail", "flush_fail", "not_armed", "smart_event",
+                  "map_fail", "smart_notify"]
+
+
+def _be16(v: int) -> int:
+    return struct.unpack(">H", struct.pack("<H", v & 0xFFFF))[0]
+
+
+def _be32(v: int) -> int:
+    return struct.unpack(">I", struct.pack("<I", v & 0xFFFFFFFF))[0]
+
+
+def _cmd_mask(names: list[str], table: dict[int, str]) -> int:
+    lookup = {v: k for k, v in table.items()}
+    mask = 0
+    for name in names:
+        if name not in lookup:
+            raise ValueError(f"unknown command {name!r}")
+        mask |= 1 << lookup[name]
+    return mask
+
+
+class AcpiBus(Bus):
+    def __init__(self, kernel: "Kernel") -> None:
+        super().__init__(kernel, "acpi")
+
+    def match(self, dev: Device, drv: Driver) -> bool:
+        return isinstance(dev, AcpiDevice) and dev.hid in getattr(drv, "ids", ())
+
+    def uevent_env(self, dev: Device) -> list[str]:
+        hid = getattr(dev, "hid", "")
+        return [f"MODALIAS=acpi:{hid}:"] if hid else []
+
+
+class AcpiDevice(Device):
+    """An ACPI namespace device (drivers/acpi/scan.c); ``hid`` may be empty."""
+
+    pm = True
+
+    def __init__(self, kernel: "Kernel", name: str, parent, hid: str = "") -> None:
+        super().__init__(kernel, name, parent, bus=_acpi(kernel))
+        self.hid = hid
+
+
+class NfitDriver(Driver):
+    """The ACPI driver ``nfit``; the NFIT itself is parsed by nfit_register()."""
+
+    name = "nfit"
+    ids = ("ACPI0012",)
+
+
+def _acpi(kernel: "Kernel") -> AcpiBus:
+    bus = kernel.buses.get("acpi")
+    if bus is None:
+        bus = kernel.register_bus(AcpiBus(kernel))
+    return bus  # type: ignore[return-value]
+
+
+def _nfit_dimm_group(spec: DimmSpec) -> AttributeGroup:
+    flags = "".join(f"{f} " for f in NFIT_MEM_FLAGS if f in spec.flags) + "\n"
+    return AttributeGroup([
+        RO("handle", lambda d: f"{spec.handle:#x}\n"),
+        RO("phys_id", lambda d: f"{spec.phys_id:#x}\n"),
+        RO("vendor", lambda d: f"0x{_be16(spec.vendor_id):04x}\n"),
+        RO("device", lambda d: f"0x{_be16(spec.device_id):04x}\n"),
+        RO("rev_id", lambda d: f"0x{_be16(spec.revision_id):04x}\n"),
+        RO("subsystem_vendor", lambda d: f"0x{_be16(spec.subsystem_vendor_id):04x}\n"),
+        RO("subsystem_device", lambda d: f"0x{_be16(spec.subsystem_device_id):04x}\n"),
+        RO("subsystem_rev_id", lambda d: f"0x{_be16(spec.subsystem_revision_id):04x}\n"),
+        RO("format", lambda d: f"0x{spec.format:04x}\n"),
+        RO("formats", lambda d: "1\n"),
+        RO("serial", lambda d: f"0x{_be32(spec.serial):08x}\n"),
+        RO("flags", lambda d: flags),
+        RO("id", lambda d: f"{dimm_id(spec)}\n"),
+        RO("family", lambda d: f"{spec.family}\n"),
+        RO("dsm_mask", lambda d: f"{spec.dsm_mask:#x}\n"),
+    ], name="nfit")
+
+
+def dimm_id(spec: DimmSpec) -> str:
+    """nfit/id: vendor-serial (with location and date when the DCR has them)."""
+    if spec.manufacturing_date or spec.manufacturing_location:
+        return (f"{_be16(spec.vendor_id):04x}-{spec.manufacturing_location:02x}-"
+                f"{_be16(spec.manufacturing_date):04x}-{_be32(spec.serial):08x}")
+    return f"{_be16(spec.vendor_id):04x}-{_be32(spec.serial):08x}"
+
+
+class NfitBusState:
+    """acpi_nfit_desc: the provider side of one bus."""
+
+    def __init__(self, spec: BusSpec) -> None:
+        self.spec = spec
+        self.hw_error_scrub = 0
+
+    def group(self) -> AttributeGroup:
+        def hw_store(d, buf: str) -> None:
+            from fakesys.errors import Errno
+            import errno
+            val = kstrtoint(buf, 0)
+            if val not in (0, 1):
+                raise Errno(errno.EINVAL, "hw_error_scrub takes 0 or 1")
+            self.hw_error_scrub = val
+        return AttributeGroup([
+            RO("revision", lambda d: "1\n"),
+            RO("dsm_mask", lambda d: f"{self.spec.dsm_mask:#x}\n"),
+            RW("hw_error_scrub", lambda d: f"{self.hw_error_scrub}\n", hw_store),
+        ], name="nfit")
+
+
+def _acpi_device_tree(kernel: "Kernel", spec: BusSpec) -> Device:
+    """The ACPI0012 device (and, on older kernels, its ACPI parents)."""
+    acpi = _acpi(kernel)
+    platform_dir = kernel.sys_devices.mkdir("platform")
+    if kernel.version.nfit_platform_driver:
+        parent_dir = platform_dir
+    else:
+        parent_dir = kernel.sys_devices.mkdir("LNXSYSTM:00").mkdir("LNXSYBUS:00")
+    dev = AcpiDevice(kernel, "ACPI0012:00", parent_dir, hid="ACPI0012")
+    dev.groups = [AttributeGroup([
+        RO("hid", lambda d: "ACPI0012\n"),
+        RO("modalias", lambda d: "acpi:ACPI0012:\n"),
+        RO("path", lambda d: "\\_SB_.NVDR\n"),
+    ])]
+    kernel.device_add(dev, probe=False)
+    if not kernel.version.nfit_platform_driver:
+        platform_node = platform_dir.mkdir("ACPI0012:00")
+        dev.kobj.add(Link("physical_node", platform_node))
+    for slot in range(spec.acpi_slots):
+        child = AcpiDevice(kernel, f"device:{0x20 + slot:x}", dev)
+        child.groups = [AttributeGroup([
+            RO("adr", lambda d, s=slot: f"0x{s + 1:08x}\n"),
+            RO("path", lambda d, s=slot: f"\\_SB_.NVDR.NV{s:02X}\n"),
+        ])]
+        kernel.device_add(child, probe=False)
+    if "nfit" not in acpi.drivers:
+        kernel.driver_register(NfitDriver(kernel, acpi))
+    kernel.device_attach(dev)
+    params = kernel.module_dir("nfit").mkdir("parameters")
+    for name, mode, value in (("default_dsm_family", 0o444, "-1"), ("disable_vendor_specific", 0o444, "N"),
+                              ("force_enable_dimms", 0o644, "N"), ("force_labels", 0o444, "N"),
+                              ("no_init_ars", 0o644, "N"), ("override_dsm_mask", 0o444, "0")):
+        if params.get(name) is None:
+            params.add(File(name, mode, lambda v=value: f"{v}\n", (lambda data: None) if mode & 0o200 else None))
+    return dev
+
+
+def nfit_register(kernel: "Kernel", spec: BusSpec, stores) -> NvdimmBus:
+    """acpi_nfit_init() for one NFIT: bus, DIMMs (by handle), regions (SPA order).
+
+    ``stores(dimm_spec)`` returns (label_store, media_store) for a DIMM.
+    """
+    parent = _acpi_device_tree(kernel, spec)
+    state = NfitBusState(spec)
+    nd = kernel.nd
+    bus = NvdimmBus(kernel, nd, nd.ida_get(nd.bus_ids), parent, "ACPI.NFIT",
+                    _cmd_mask(spec.commands, BUS_CMD_NAMES))
+    bus.groups.append(state.group())
+    kernel.device_add(bus)
+    dimms: dict[str, Nvdimm] = {}
+    for dspec in sorted(spec.dimms, key=lambda d: d.handle):
+        lsa, media = stores(dspec)
+        if dspec.labels != "blank" and lsa is not None and not LabelArea(_Io(lsa)).validate():
+            LabelArea(_Io(lsa)).ndctl_init(128 if dspec.labels == "v1.1" else 256)
+        dimm = Nvdimm(kernel, bus, nd.ida_get(nd.dimm_ids), cmd_mask=_cmd_mask(dspec.commands, DIMM_CMD_NAMES),
+                      lsa=lsa, media=media, max_xfer=dspec.max_xfer,
+                      unarmed="not_armed" in dspec.flags, provider_groups=[_nfit_dimm_group(dspec)])
+        dimm.spec = dspec
+        dimms[dspec.name] = dimm
+        kernel.device_add(dimm)
+    regions = []
+    for rspec in spec.regions:
+        members = [dimms[name] for name in rspec.dimms]
+        infos = [NfitSetInfo(region_offset=0, serial=d.spec.serial, vendor_id=d.spec.vendor_id,
+                             mfg_date=d.spec.manufacturing_date, mfg_location=d.spec.manufacturing_location)
+                 for d in members]
+        cookies = interleave_set_cookies(infos)
+        per_dimm = rspec.size // len(members)
+        mappings = [Mapping(d, rspec.dpa[i], per_dimm, i) for i, d in enumerate(members)]
+        desc = RegionDesc(start=rspec.spa, size=rspec.size, mappings=mappings,
+                          nd_set=InterleaveSet(cookies.cookie1, cookies.cookie2, cookies.altcookie,
+                                               _SPA_PM_GUID),
+                          numa_node=rspec.numa_node, target_node=rspec.target_node,
+                          interleave_granularity=rspec.interleave_granularity,
+                          provider_groups=(AttributeGroup(
+                              [RO("range_index", lambda r, i=rspec.range_index: f"{i}\n")], name="nfit"),))
+        regions.append(region_create(bus, desc, probe=False))
+    order = list(reversed(regions)) if spec.region_probe_order == "reverse" else regions
+    for region in order:
+        kernel.device_attach(region)
+    return bus
+
+
+# NFIT_SPA_PM: 66f0d379-b4f3-4074-ac43-0d3318b78cdb, in GUID byte order
+_SPA_PM_GUID = bytes.fromhex("79d3f066f3b47440ac430d3318b78cdb")
+
+
+class _Io:
+    def __init__(self, store) -> None:
+        self.store = store
+        self.config_size = store.size
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self.store.read(offset, length)
+
+    def write(self, offset: int, data: bytes) -> None:
+        self.store.write(offset, data)

@@ -1,0 +1,67 @@
+"""devtmpfs: the /dev entries of the emulated devices.
+
+Served in the same tree as /sys under ``dev/``.  A block device whose
+driver gave it media is a regular file of the disk's size that reads and
+writes the media (a FUSE file cannot be a usable device node: see
+mechanism.md); character devices get nothing here yet (their nodes are the
+ioctl bridge's business).  The launcher binds the host's basic nodes
+(null, zero, tty, pts, ...) over the placeholders this module creates.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fakesys.sysfs.kernfs import Blob, Dir, File, Link
+
+if TYPE_CHECKING:
+    from fakesys.kernel.kernel import DevNode, Kernel
+
+HOST_NODES = ("null", "zero", "full", "random", "urandom", "tty", "ptmx")
+HOST_DIRS = ("pts", "shm")
+STD_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
+             "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"}
+
+
+def setup(kernel: "Kernel") -> None:
+    dev = kernel.dev
+    for name in HOST_NODES:
+        dev.add(File(name, 0o666, lambda: b"", lambda data: None, size=0))
+    for name in HOST_DIRS:
+        dev.mkdir(name)
+    for name, target in STD_LINKS.items():
+        dev.add(Link(name, target))
+    kernel.devnode_listeners.append(lambda node, removed: _changed(dev, node, removed))
+
+
+def _changed(dev: Dir, node: "DevNode", removed: bool) -> None:
+    if removed:
+        dev.remove(node.name)
+        return
+    media = getattr(node.device, "media", None)
+    if node.kind == "b" and media is not None:
+        device = node.device
+        writable = getattr(device, "writable_media", lambda: True)
+        dev.add(Blob(node.name, 0o660, lambda: media.size, media.read,
+                     lambda off, data: _write(media, writable, off, data)))
+    elif node.kind == "b":
+        dev.add(Blob(node.name, 0o660, lambda: node.device.params.capacity() * 512,
+                     _no_data, _no_data_write))
+
+
+def _write(media, writable, offset: int, data: bytes) -> int:
+    import errno
+    from fakesys.errors import Errno
+    if not writable():
+        raise Errno(errno.EROFS, "read-only disk")
+    return media.write(offset, data)
+
+
+def _no_data(offset: int, length: int) -> bytes:
+    import errno
+    from fakesys.errors import Errno
+    raise Errno(errno.EIO, "the BTT data path is not emulated")
+
+
+def _no_data_write(offset: int, data: bytes) -> int:
+    return len(_no_data(offset, len(data)))

@@ -1,0 +1,194 @@
+"""The nd bus: bus type, the ``ndbusN`` device, its ``ndctlN`` class device
+and the ``nd_bus`` driver.  Counterpart of drivers/nvdimm/bus.c and core.c.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from fakesys.errors import Errno
+from fakesys.kernel.base.core import (
+    RO, AttributeGroup, Bus, Class, Device, DeviceType, Driver,
+)
+
+if TYPE_CHECKING:
+    from fakesys.kernel.kernel import Kernel
+
+# include/linux/nd.h: ND_DEVICE_* numbers, used in modalias "nd:t%d"
+ND_DEVICE_DIMM = 1
+ND_DEVICE_REGION_PMEM = 2
+ND_DEVICE_REGION_BLK = 3
+ND_DEVICE_NAMESPACE_IO = 4
+ND_DEVICE_NAMESPACE_PMEM = 5
+ND_DEVICE_DAX_PMEM = 7
+
+# ndctl.h command names, indexed by command number
+BUS_CMD_NAMES = {1: "ars_cap", 2: "ars_start", 3: "ars_status", 4: "clear_error", 10: "cmd_call"}
+DIMM_CMD_NAMES = {1: "smart", 2: "smart_thresh", 3: "flags", 4: "get_size", 5: "get_data",
+                  6: "set_data", 7: "effect_size", 8: "effect_log", 9: "vendor", 10: "cmd_call"}
+
+
+def commands_show(mask: int, names: dict[int, str]) -> str:
+    """Each command name followed by one space, then a newline (core.c)."""
+    return "".join(f"{names[bit]} " for bit in sorted(names) if mask & (1 << bit)) + "\n"
+
+
+class NdDevice(Device):
+    """A device on the nd bus; ``nd_type`` selects drivers and the modalias."""
+
+    nd_type = 0
+
+    def numa_node(self) -> int:
+        parent = self.parent_device
+        return parent.numa_node() if isinstance(parent, NdDevice) else -1
+
+    def target_node(self) -> int:
+        parent = self.parent_device
+        return parent.target_node() if isinstance(parent, NdDevice) else -1
+
+
+# nd_device_attribute_group: present on every nd device but the bus itself
+ND_DEVICE_GROUP = AttributeGroup([
+    RO("modalias", lambda d: f"nd:t{d.nd_type}\n"),
+    RO("devtype", lambda d: f"{d.type.name}\n"),
+])
+
+# nd_numa_attribute_group
+ND_NUMA_GROUP = AttributeGroup([
+    RO("numa_node", lambda d: f"{d.numa_node()}\n"),
+    RO("target_node", lambda d: f"{d.target_node()}\n"),
+], is_visible=lambda d, a: 0 if a.name == "target_node" and d.target_node() < 0 else a.mode)
+
+
+class NdBusType(Bus):
+    """bus_type nd: match by type bit; probe advances region seeds."""
+
+    def __init__(self, kernel: "Kernel") -> None:
+        super().__init__(kernel, "nd")
+
+    def match(self, dev: Device, drv: Driver) -> bool:
+        if isinstance(dev, NvdimmBus):
+            return isinstance(drv, NdBusDriver)
+        mask = getattr(drv, "type_mask", 0)
+        return isinstance(dev, NdDevice) and bool(mask & (1 << dev.nd_type))
+
+    def uevent_env(self, dev: Device) -> list[str]:
+        return [f"MODALIAS=nd:t{dev.nd_type if isinstance(dev, NdDevice) else 0}"]
+
+    def probe(self, dev: Device, drv: Driver) -> None:
+        """nvdimm_bus_probe(): seeds advance when the probe returns 0 or EOPNOTSUPP."""
+        from fakesys.kernel.nvdimm.region import Region
+        err: Errno | None = None
+        try:
+            drv.probe(dev)
+        except Errno as e:
+            err = e
+        region = dev.parent_device
+        if isinstance(region, Region) and (err is None or err.errno == errno.EOPNOTSUPP):
+            region.advance_seeds(dev)
+        if err is not None:
+            raise err
+
+
+class NvdimmBus(NdDevice):
+    """``ndbusN``: one per provider (ACPI NFIT, e820, virtio-pmem, ...)."""
+
+    type = DeviceType(None)
+
+    def __init__(self, kernel: "Kernel", nd: "Nd", id: int, parent, provider: str,
+                 cmd_mask: int = 0) -> None:
+        super().__init__(kernel, f"ndbus{id}", parent, bus=nd.bus)
+        self.nd = nd
+        self.id = id
+        self.provider = provider
+        self.cmd_mask = cmd_mask
+        self.ndctl: Device | None = None
+        self.groups = [BUS_GROUP, AttributeGroup([], name="firmware")]
+
+    def nvdimms(self):
+        from fakesys.kernel.nvdimm.dimm import Nvdimm
+        return [c for c in self.children if isinstance(c, Nvdimm)]
+
+    def regions(self):
+        from fakesys.kernel.nvdimm.region import Region
+        return [c for c in self.children if isinstance(c, Region)]
+
+
+BUS_GROUP = AttributeGroup([
+    RO("commands", lambda b: commands_show(b.cmd_mask, BUS_CMD_NAMES)),
+    RO("provider", lambda b: f"{b.provider}\n"),
+    RO("wait_probe", lambda b: "1\n"),
+])
+
+
+class NdctlDevice(Device):
+    """``ndctlN``: class "nd" character device of a bus (ioctl endpoint)."""
+
+    def __init__(self, kernel: "Kernel", bus: NvdimmBus, major: int) -> None:
+        super().__init__(kernel, f"ndctl{bus.id}", bus, cls=bus.nd.cls, devt=(major, bus.id))
+        self.nvdimm_bus = bus
+
+
+class NdBusDriver(Driver):
+    """``nd_bus``: binds ndbusN and creates its ndctlN (no bind/unbind files)."""
+
+    name = "nd_bus"
+    module = "libnvdimm"
+    suppress_bind_attrs = True
+
+    def probe(self, dev: Device) -> None:
+        assert isinstance(dev, NvdimmBus)
+        if dev.ndctl is None:
+            major = self.kernel.chrdev_major("ndctl")
+            dev.ndctl = self.kernel.device_add(NdctlDevice(self.kernel, dev, major))
+
+    def remove(self, dev: Device) -> None:
+        assert isinstance(dev, NvdimmBus)
+        if dev.ndctl is not None:
+            self.kernel.device_del(dev.ndctl)
+            dev.ndctl = None
+
+
+class Nd:
+    """libnvdimm's global state: the bus type, class, id allocators, drivers."""
+
+    def __init__(self, kernel: "Kernel") -> None:
+        self.kernel = kernel
+        self.bus = kernel.register_bus(NdBusType(kernel))
+        self.cls = kernel.register_class(Class(kernel, "nd"))
+        self.bus_ids: set[int] = set()
+        self.dimm_ids: set[int] = set()
+        self.region_ids: set[int] = set()
+        self.block_minors: set[int] = set()
+        self.diskseq = 0
+        self.params = kernel.module_dir("libnvdimm").mkdir("parameters")
+
+    def register_drivers(self) -> None:
+        from fakesys.kernel.dax.pmem import DaxPmemDriver
+        from fakesys.kernel.nvdimm.dimm import NvdimmDriver
+        from fakesys.kernel.nvdimm.pmem import NdPmemDriver
+        from fakesys.kernel.nvdimm.region import NdRegionDriver
+        from fakesys.sysfs.kernfs import File
+        self.params.add(File("key_revalidate", 0o444, lambda: "Y\n"))
+        for drv in (NdBusDriver, NvdimmDriver, NdRegionDriver, NdPmemDriver, DaxPmemDriver):
+            self.kernel.driver_register(drv(self.kernel, self.bus))
+
+    @staticmethod
+    def ida_get(ids: set[int]) -> int:
+        """ida_alloc(): the lowest free id."""
+        i = 0
+        while i in ids:
+            i += 1
+        ids.add(i)
+        return i
+
+    def bus_register(self, parent, provider: str, cmd_mask: int = 0) -> NvdimmBus:
+        """nvdimm_bus_register()."""
+        bus = NvdimmBus(self.kernel, self, self.ida_get(self.bus_ids), parent, provider, cmd_mask)
+        self.kernel.device_add(bus)
+        return bus
+
+    def bus_unregister(self, bus: NvdimmBus) -> None:
+        self.kernel.device_del(bus)
+        self.bus_ids.discard(bus.id)

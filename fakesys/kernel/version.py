@@ -1,0 +1,52 @@
+"""Which kernel's ABI is emulated, and every behaviour keyed on it.
+
+Topologies say ``kernel = "6.1"``; code asks ``kernel.version.<feature>``
+instead of comparing numbers, so the differences between kernel versions
+are all listed here, each with the release that changed it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NEWEST = "6.19"
+
+
+@dataclass(frozen=True, order=True)
+class KernelVersion:
+    major: int
+    minor: int
+
+    @classmethod
+    def parse(cls, text: str) -> "KernelVersion":
+        parts = str(text).strip().split(".")
+        try:
+            return cls(int(parts[0]), int(parts[1]) if len(parts) > 1 else 0)
+        except ValueError:
+            raise ValueError(f"bad kernel version {text!r}") from None
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+    def at_least(self, text: str) -> bool:
+        return self >= KernelVersion.parse(text)
+
+    @property
+    def nfit_platform_driver(self) -> bool:
+        """ACPI NFIT became a platform driver ("acpi-nfit") in 6.16; before, an
+        ACPI driver "nfit" with the bus under /sys/devices/LNXSYSTM:00/..."""
+        return self.at_least("6.16")
+
+    @property
+    def sticky_labeling_flag(self) -> bool:
+        """6.1 keeps NDD_LABELING set after the index is zeroed and the DIMM
+        re-probed (observed in the golden nfit session)."""
+        return True
+
+    @property
+    def has_ramdax(self) -> bool:
+        return self.at_least("6.19")
+
+    @property
+    def hmem_defaults_to_kmem(self) -> bool:
+        return self.at_least("6.3")

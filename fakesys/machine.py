@@ -1,0 +1,54 @@
+"""A machine: the emulated kernel booted from a topology, with its media.
+
+``Machine(topology, state_dir)`` creates (or reopens) one sparse file per
+DIMM for its DPA space and one for its label area in ``state_dir``, then
+boots: buses, DIMMs and regions probe, and namespaces come back from the
+labels and info blocks on media exactly as at a real boot.  Without a
+state directory the media lives in memory.
+"""
+
+from __future__ import annotations
+
+import os
+
+from fakesys.kernel.acpi.nfit import nfit_register
+from fakesys.kernel.base import devtmpfs
+from fakesys.kernel.boot import boot
+from fakesys.media import FileStore, Memory
+from fakesys.topology import DimmSpec, Topology
+
+
+class Machine:
+    def __init__(self, topology: Topology, state_dir: str | None = None) -> None:
+        self.topology = topology
+        self.state_dir = state_dir
+        if state_dir:
+            os.makedirs(state_dir, exist_ok=True)
+        self.stores: list = []
+        self.kernel = boot(topology.kernel)
+        devtmpfs.setup(self.kernel)
+        for bus in topology.buses:
+            if bus.type != "nfit":
+                raise ValueError(f"bus type {bus.type!r} is not supported yet")
+            nfit_register(self.kernel, bus, self._dimm_stores)
+
+    def _store(self, name: str, size: int):
+        if self.state_dir:
+            store = FileStore(os.path.join(self.state_dir, name), size)
+        else:
+            store = Memory(size)
+        self.stores.append(store)
+        return store
+
+    def _dimm_stores(self, spec: DimmSpec):
+        lsa = self._store(f"{spec.name}.labels", spec.label_size) if spec.label_size else None
+        media = self._store(f"{spec.name}.media", spec.size)
+        return lsa, media
+
+    @property
+    def tree(self):
+        return self.kernel.tree
+
+    def flush(self) -> None:
+        for store in self.stores:
+            store.flush()

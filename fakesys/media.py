@@ -1,0 +1,55 @@
+"""Byte stores backed by sparse files, mapped with numpy.memmap.
+
+The emulated kernel reads and writes DIMM media and label areas through
+these; a file per store lives in the state directory so the content
+survives ``fakesys down``/``up``.  ``Memory`` is the same interface without
+a file, for volatile media and unit tests.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+class Memory:
+    """A byte store in anonymous memory (lost at exit)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._buf = np.zeros(size, dtype=np.uint8) if size else np.zeros(0, np.uint8)
+
+    def _check(self, offset: int, length: int) -> None:
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise ValueError(f"access [{offset:#x}, +{length:#x}) outside a {self.size:#x}-byte store")
+
+    def read(self, offset: int, length: int) -> bytes:
+        self._check(offset, length)
+        return self._buf[offset:offset + length].tobytes()
+
+    def write(self, offset: int, data: bytes) -> None:
+        self._check(offset, len(data))
+        self._buf[offset:offset + len(data)] = np.frombuffer(data, dtype=np.uint8)
+
+    def flush(self) -> None:
+        pass
+
+
+class FileStore(Memory):
+    """A byte store in a sparse file of exactly ``size`` bytes."""
+
+    def __init__(self, path: str, size: int) -> None:
+        self.path = path
+        self.size = size
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            if os.fstat(fd).st_size != size:
+                os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
+        self._buf = np.memmap(path, dtype=np.uint8, mode="r+", shape=(size,)) if size else np.zeros(0, np.uint8)
+
+    def flush(self) -> None:
+        if isinstance(self._buf, np.memmap):
+            self._buf.flush()

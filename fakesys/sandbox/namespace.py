@@ -1,0 +1,116 @@
+"""Run a command with the fake as its /sys and /dev, in a private mount namespace.
+
+The host's /sys and /dev are never touched: everything below happens after
+``unshare(CLONE_NEWNS)`` with private propagation, so the binds exist only
+for the command and its children.  As root that is all; an unprivileged
+user also gets a user namespace mapping them to uid 0 (the FUSE mount was
+made by fusermount3, so it is reachable from there).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import sys
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+
+HOST_NODES = ("null", "zero", "full", "random", "urandom", "tty", "ptmx")
+HOST_DIRS = ("pts", "shm")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+_libc.unshare.argtypes = [ctypes.c_int]
+
+
+class SandboxError(RuntimeError):
+    pass
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        e = ctypes.get_errno()
+        raise SandboxError(f"{what}: {os.strerror(e)}")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int) -> None:
+    _check(_libc.mount(source.encode() if source else None, target.encode(),
+                       fstype.encode() if fstype else None, flags, None),
+           f"mount {source} on {target}")
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def enter(mnt: str) -> None:
+    """In the calling process: a private mount namespace with the fake mounted.
+
+    ``mnt`` is the daemon's FUSE mount; it holds ``sys/`` and ``dev/``.
+    """
+    uid, gid = os.getuid(), os.getgid()
+    if uid == 0:
+        unshare(CLONE_NEWNS)
+    else:
+        unshare(CLONE_NEWNS | CLONE_NEWUSER)
+        _write("/proc/self/setgroups", "deny")
+        _write("/proc/self/uid_map", f"0 {uid} 1")
+        _write("/proc/self/gid_map", f"0 {gid} 1")
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    fake_sys = os.path.join(mnt, "sys")
+    fake_dev = os.path.join(mnt, "dev")
+    if not os.path.isdir(os.path.join(fake_sys, "bus")):
+        raise SandboxError(f"{mnt} does not hold a fakesys tree")
+    # The host's basic nodes go over the placeholders first (in this namespace
+    # only), then the whole fake /dev, with those submounts, covers /dev.
+    for name in HOST_NODES:
+        src = os.path.join("/dev", name)
+        if os.path.exists(src):
+            mount(src, os.path.join(fake_dev, name), None, MS_BIND)
+    for name in HOST_DIRS:
+        src = os.path.join("/dev", name)
+        if os.path.isdir(src):
+            mount(src, os.path.join(fake_dev, name), None, MS_BIND | MS_REC)
+    mount(fake_sys, "/sys", None, MS_BIND | MS_REC)
+    mount(fake_dev, "/dev", None, MS_BIND | MS_REC)
+
+
+def run(mnt: str, argv: list[str]) -> int:
+    """Fork, enter the sandbox in the child, exec ``argv``; return its exit status."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            enter(mnt)
+            os.execvp(argv[0], argv)
+        except SandboxError as e:
+            print(f"fakesys run: {e}", file=sys.stderr)
+            os._exit(126)
+        except FileNotFoundError:
+            print(f"fakesys run: {argv[0]}: command not found", file=sys.stderr)
+            os._exit(127)
+        except OSError as e:
+            print(f"fakesys run: {argv[0]}: {e.strerror}", file=sys.stderr)
+            os._exit(126)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+        except KeyboardInterrupt:
+            continue
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)

@@ -1,0 +1,247 @@
+"""A kernfs-like tree: directories, attribute files and symlinks.
+
+This is the generic half of sysfs.  It knows nothing of NVDIMMs: the
+emulated driver core creates and removes nodes here the way the kernel's
+driver core calls sysfs, and the FUSE server walks it.  Three kernel
+behaviours live here because every tool depends on them:
+
+* readdir order is the kernfs order (name hash, then name), not the
+  alphabetical one; ndctl lists devices in (reverse) readdir order;
+* an attribute's content is produced by its ``show`` at read time and a
+  write is handed to ``store`` at once, so every read is fresh;
+* symlinks are stored as node references and read back as relative paths,
+  so they stay right wherever the tree is mounted.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Callable, Iterator
+
+from fakesys.errors import Errno
+
+PAGE_SIZE = 4096
+
+Show = Callable[[], "str | bytes"]
+Store = Callable[[bytes], None]
+Listener = Callable[["Dir", str, bool], None]
+
+_MASK64 = (1 << 64) - 1
+_GOLDEN_RATIO_64 = 0x61C8864680B583EB
+
+
+def name_hash(name: str) -> int:
+    """kernfs_name_hash(): the key kernfs sorts a directory's children by."""
+    h = 0
+    for c in name.encode():
+        h = ((h + (c << 4) + (c >> 4)) * 11) & _MASK64
+    h = ((h * _GOLDEN_RATIO_64) & _MASK64) >> 32
+    h &= 0x7FFFFFFF
+    if h < 2:
+        h += 2
+    if h >= 0x7FFFFFFF:
+        h = 0x7FFFFFFE
+    return h
+
+
+class Node:
+    """One entry of the tree; ``ino`` is its inode number, stable while attached."""
+
+    mode = 0
+
+    def __init__(self, name: str) -> None:
+        if not name or "/" in name or "\0" in name or name in (".", ".."):
+            raise ValueError(f"bad sysfs name {name!r}")
+        self.name = name
+        self.parent: Dir | None = None
+        self.ino = 0
+        self.hash = name_hash(name)
+
+    @property
+    def attached(self) -> bool:
+        return self.ino != 0
+
+    def path(self) -> str:
+        """Path from the tree root, e.g. ``sys/bus/nd``."""
+        parts = []
+        node: Node | None = self
+        while node is not None and node.parent is not None:
+            parts.append(node.name)
+            node = node.parent
+        return "/".join(reversed(parts))
+
+
+class Dir(Node):
+    mode = 0o755
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.children: dict[str, Node] = {}
+        self._tree: Tree | None = None
+
+    def __iter__(self) -> Iterator[Node]:
+        """Children in kernfs order (hash, then name)."""
+        return iter(sorted(self.children.values(), key=lambda n: (n.hash, n.name)))
+
+    def get(self, name: str) -> Node | None:
+        return self.children.get(name)
+
+    def add(self, node: "Node") -> "Node":
+        """Attach ``node``; a name that exists already is the kernel's EEXIST."""
+        if node.name in self.children:
+            raise Errno(errno.EEXIST, f"{self.path()}/{node.name} exists")
+        node.parent = self
+        self.children[node.name] = node
+        tree = self.tree
+        if tree is not None:
+            tree._attach(node)
+            tree._notify(self, node.name, False)
+        return node
+
+    def remove(self, name: str) -> None:
+        """Detach a child (recursively); a missing name is ignored like kernfs_remove_by_name."""
+        node = self.children.pop(name, None)
+        if node is None:
+            return
+        tree = self.tree
+        if tree is not None:
+            tree._detach(node)
+            tree._notify(self, name, True)
+
+    def mkdir(self, name: str) -> "Dir":
+        node = self.children.get(name)
+        if isinstance(node, Dir):
+            return node
+        return self.add(Dir(name))  # type: ignore[return-value]
+
+    def walk(self, path: str) -> Node | None:
+        node: Node | None = self
+        for part in path.strip("/").split("/"):
+            if not part:
+                continue
+            if not isinstance(node, Dir):
+                return None
+            node = node.children.get(part)
+        return node
+
+    @property
+    def tree(self) -> "Tree | None":
+        node: Node | None = self
+        while node is not None and node.parent is not None:
+            node = node.parent
+        return node._tree if isinstance(node, Dir) else None
+
+
+class File(Node):
+    """An attribute: ``show`` renders it, ``store`` takes a write.
+
+    Open checks follow kernfs_fop_open: a file without any read bit cannot
+    be opened for reading and one without any write bit cannot be opened
+    for writing, whoever the caller is (root included).
+    """
+
+    def __init__(self, name: str, mode: int, show: Show | None = None,
+                 store: Store | None = None, size: int = PAGE_SIZE) -> None:
+        super().__init__(name)
+        self.mode = mode
+        self.show = show
+        self.store = store
+        self.size = size
+
+    def read(self) -> bytes:
+        if self.show is None:
+            raise Errno(errno.EIO, "attribute has no show")
+        data = self.show()
+        return data.encode() if isinstance(data, str) else bytes(data)
+
+    def write(self, data: bytes) -> int:
+        """sysfs write: at most one page, handed to ``store`` in one call."""
+        if len(data) > PAGE_SIZE:
+            raise Errno(errno.E2BIG, "sysfs writes are limited to one page")
+        if self.store is None:
+            raise Errno(errno.EIO, "attribute has no store")
+        self.store(data)
+        return len(data)
+
+
+class Blob(Node):
+    """A file read and written at offsets, like a bin_attribute or media.
+
+    ``size`` is asked at every stat, ``pread``/``pwrite`` take offsets.
+    """
+
+    def __init__(self, name: str, mode: int, size: Callable[[], int],
+                 pread: Callable[[int, int], bytes],
+                 pwrite: Callable[[int, bytes], int] | None = None) -> None:
+        super().__init__(name)
+        self.mode = mode
+        self.size = size
+        self._pread = pread
+        self._pwrite = pwrite
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self._pread(offset, length)
+
+    def write(self, offset: int, data: bytes) -> int:
+        if self._pwrite is None:
+            raise Errno(errno.EACCES, "read-only")
+        return self._pwrite(offset, data)
+
+
+class Link(Node):
+    mode = 0o777
+
+    def __init__(self, name: str, target: "Node | str") -> None:
+        super().__init__(name)
+        self.target = target
+
+    def readlink(self) -> str:
+        """The target relative to the link's directory, as sysfs writes it.
+
+        A string target is returned as it is (e.g. ``/proc/self/fd``).
+        """
+        if isinstance(self.target, str):
+            return self.target
+        assert self.parent is not None
+        here = self.parent.path()
+        return os.path.relpath(self.target.path() or ".", here or ".")
+
+
+class Tree:
+    """The root of a served tree, with an inode table and change listeners."""
+
+    ROOT_INO = 1
+
+    def __init__(self) -> None:
+        self.root = Dir("root")
+        self.root._tree = self
+        self.root.ino = self.ROOT_INO
+        self.inodes: dict[int, Node] = {self.ROOT_INO: self.root}
+        self._next_ino = self.ROOT_INO + 1
+        self.listeners: list[Listener] = []
+
+    def _attach(self, node: Node) -> None:
+        node.ino = self._next_ino
+        self._next_ino += 1
+        self.inodes[node.ino] = node
+        if isinstance(node, Dir):
+            for child in node.children.values():
+                self._attach(child)
+
+    def _detach(self, node: Node) -> None:
+        self.inodes.pop(node.ino, None)
+        node.ino = 0
+        if isinstance(node, Dir):
+            for child in node.children.values():
+                self._detach(child)
+
+    def _notify(self, parent: Dir, name: str, removed: bool) -> None:
+        for listener in self.listeners:
+            listener(parent, name, removed)
+
+    def node(self, ino: int) -> Node:
+        try:
+            return self.inodes[ino]
+        except KeyError:
+            raise Errno(errno.ENOENT, f"stale inode {ino}") from None

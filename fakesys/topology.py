@@ -1,0 +1,148 @@
+"""Topology files (TOML) -> the machine description the kernel boots from.
+
+A topology names the emulated kernel version and lists nd buses with
+their DIMMs and regions.  Sizes may be integers or strings with a binary
+suffix ("128K", "1G"); numbers may be written in hex.  See
+devices/default.toml for a commented example.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+
+from fakesys.kernel.version import NEWEST
+
+_SUFFIX = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+DEFAULT_DIMM_COMMANDS = ["get_size", "get_data", "set_data", "cmd_call"]
+
+
+def parse_size(value: int | str) -> int:
+    if isinstance(value, int):
+        return value
+    text = value.strip().upper().removesuffix("B").removesuffix("I")
+    if text and text[-1] in _SUFFIX:
+        return int(float(text[:-1]) * _SUFFIX[text[-1]])
+    return int(text, 0)
+
+
+@dataclass
+class DimmSpec:
+    name: str
+    handle: int
+    size: int                      # DPA space exposed to the region(s)
+    label_size: int = 128 << 10    # 0: no label area
+    labels: str = "blank"          # blank | v1.1 | v1.2 (initialized as ndctl init-labels does)
+    phys_id: int = 0
+    vendor_id: int = 0x8086        # as stored in the NFIT control region (little-endian)
+    device_id: int = 0x0001
+    revision_id: int = 0x0001
+    subsystem_vendor_id: int = 0
+    subsystem_device_id: int = 0
+    subsystem_revision_id: int = 0
+    serial: int = 0                # as stored in the NFIT control region
+    format: int = 0x0301           # interface code
+    manufacturing_location: int = 0
+    manufacturing_date: int = 0
+    family: int = 0                # NVDIMM_FAMILY_INTEL
+    dsm_mask: int = 0x70
+    commands: list[str] = field(default_factory=lambda: list(DEFAULT_DIMM_COMMANDS))
+    max_xfer: int = 4076
+    flags: list[str] = field(default_factory=list)  # nfit memdev flags: not_armed, ...
+
+
+@dataclass
+class RegionSpec:
+    spa: int
+    size: int
+    dimms: list[str]
+    dpa: list[int] = field(default_factory=list)  # start DPA per mapping (default 0)
+    range_index: int = 0
+    numa_node: int = 0
+    target_node: int = 0
+    interleave_granularity: int = 4096
+
+
+@dataclass
+class BusSpec:
+    type: str = "nfit"
+    dimms: list[DimmSpec] = field(default_factory=list)
+    regions: list[RegionSpec] = field(default_factory=list)
+    commands: list[str] = field(default_factory=lambda: ["cmd_call"])
+    dsm_mask: int = 0
+    acpi_slots: int = 0            # ACPI NVDIMM slot devices (QEMU: -m slots=)
+    region_probe_order: str = "reverse"  # order the async region probes finished in
+
+
+@dataclass
+class Topology:
+    kernel: str = NEWEST
+    buses: list[BusSpec] = field(default_factory=list)
+    source: str = ""
+
+    def bus_of(self, name: str) -> BusSpec | None:
+        for bus in self.buses:
+            if any(d.name == name for d in bus.dimms):
+                return bus
+        return None
+
+
+def _dimm(d: dict, index: int) -> DimmSpec:
+    spec = DimmSpec(name=str(d.get("name", f"dimm{index}")), handle=int(d["handle"]),
+                    size=parse_size(d["size"]))
+    for key in ("label_size",):
+        if key in d:
+            setattr(spec, key, parse_size(d[key]))
+    for key, value in d.items():
+        if key in ("name", "handle", "size", "label_size"):
+            continue
+        if not hasattr(spec, key):
+            raise ValueError(f"unknown DIMM key {key!r}")
+        setattr(spec, key, value)
+    if spec.labels not in ("blank", "v1.1", "v1.2"):
+        raise ValueError(f"labels must be blank, v1.1 or v1.2, not {spec.labels!r}")
+    return spec
+
+
+def _region(r: dict) -> RegionSpec:
+    spec = RegionSpec(spa=parse_size(r["spa"]), size=parse_size(r["size"]), dimms=list(r["dimms"]))
+    for key, value in r.items():
+        if key in ("spa", "size", "dimms"):
+            continue
+        if not hasattr(spec, key):
+            raise ValueError(f"unknown region key {key!r}")
+        setattr(spec, key, [parse_size(v) for v in value] if key == "dpa" else value)
+    if not spec.dpa:
+        spec.dpa = [0] * len(spec.dimms)
+    return spec
+
+
+def parse(text: str, source: str = "") -> Topology:
+    data = tomllib.loads(text)
+    topo = Topology(kernel=str(data.get("kernel", NEWEST)), source=source)
+    for b in data.get("bus", []):
+        bus = BusSpec(type=b.get("type", "nfit"))
+        for key in ("commands", "dsm_mask", "acpi_slots", "region_probe_order"):
+            if key in b:
+                setattr(bus, key, b[key])
+        bus.dimms = [_dimm(d, i) for i, d in enumerate(b.get("dimm", []))]
+        bus.regions = [_region(r) for r in b.get("region", [])]
+        names = {d.name for d in bus.dimms}
+        for r in bus.regions:
+            missing = set(r.dimms) - names
+            if missing:
+                raise ValueError(f"region at {r.spa:#x} names unknown DIMMs {sorted(missing)}")
+        topo.buses.append(bus)
+    return topo
+
+
+def load(path: str) -> Topology:
+    with open(path, "rb") as f:
+        return parse(f.read().decode(), os.path.abspath(path))
+
+
+def default_path() -> str:
+    """The built-in default topology shipped with the package."""
+    return os.path.join(os.path.dirname(__file__), "data", "default.toml")

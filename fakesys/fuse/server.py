@@ -25,7 +25,7 @@ import pyfuse3
 import trio
 
 from fakesys.errors import Errno
-from fakesys.sysfs.kernfs import Blob, Dir, File, Link, Node, Tree
+from fakesys.sysfs.kernfs import Blob, DeviceNode, Dir, File, Link, Node, Tree
 
 log = logging.getLogger("fakesys.fuse")
 
@@ -92,6 +92,11 @@ class Server(pyfuse3.Operations):
             a.st_nlink = 1
             a.st_size = 0
             a.attr_timeout = 0
+        elif isinstance(node, DeviceNode):
+            a.st_mode = (stat.S_IFCHR if node.kind == "c" else stat.S_IFBLK) | node.mode
+            a.st_nlink = 1
+            a.st_size = 0
+            a.st_rdev = os.makedev(node.major, node.minor)
         elif isinstance(node, Blob):
             a.st_mode = stat.S_IFREG | node.mode
             a.st_nlink = 1
@@ -244,8 +249,9 @@ def _invalidate(parent_ino: int, name: str) -> None:
 def mount_options(fsname: str, allow_other: bool = False) -> set[str]:
     """Mount options: sysfs-like permissions enforced by the kernel."""
     opts = set(pyfuse3.default_options)
-    opts.discard("default_permissions")
-    opts |= {f"fsname={fsname}", "subtype=fakesys", "default_permissions"}
+    opts -= {"default_permissions", "dev", "suid"}
+    # nodev: device nodes in the tree must never open a host driver
+    opts |= {f"fsname={fsname}", "subtype=fakesys", "default_permissions", "nodev", "nosuid"}
     if allow_other:
         opts.add("allow_other")
     return opts

@@ -189,6 +189,21 @@ class Blob(Node):
         return self._pwrite(offset, data)
 
 
+class DeviceNode(Node):
+    """A device special file (what devtmpfs creates): ``kind`` "c" or "b".
+
+    Served only on a ``nodev`` mount, so opening it never reaches a host
+    driver; ``lstat`` shows the type and numbers tools check.
+    """
+
+    def __init__(self, name: str, kind: str, major: int, minor: int, mode: int = 0o600) -> None:
+        super().__init__(name)
+        self.kind = kind
+        self.major = major
+        self.minor = minor
+        self.mode = mode
+
+
 class Link(Node):
     mode = 0o777
 

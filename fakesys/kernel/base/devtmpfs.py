@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fakesys.sysfs.kernfs import Blob, Dir, File, Link
+from fakesys.sysfs.kernfs import Blob, DeviceNode, Dir, File, Link
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import DevNode, Kernel
@@ -47,6 +47,8 @@ def _changed(dev: Dir, node: "DevNode", removed: bool) -> None:
     elif node.kind == "b":
         dev.add(Blob(node.name, 0o660, lambda: node.device.params.capacity() * 512,
                      _no_data, _no_data_write))
+    else:
+        dev.add(DeviceNode(node.name, "c", *node.devt))
 
 
 def _write(media, writable, offset: int, data: bytes) -> int:

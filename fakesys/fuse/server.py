@@ -3,8 +3,12 @@
 Generic: the server knows directories, attribute files, binary (media)
 files and symlinks, never what they mean.  What it guarantees:
 
-* attributes are opened with ``direct_io`` and report ``st_size`` 4096 like
-  sysfs, so every open reads fresh content produced at that moment;
+* an attribute read always returns what its ``show`` gives now.  The
+  kernel's page cache keeps attribute contents between opens (reads cost
+  no request): after every request that may have changed the model (a
+  write), every attribute the kernel may hold is rendered again and the
+  ones whose content changed are invalidated before that request returns.
+  ``st_size`` is the content's length, so nothing is cut;
 * a write reaches the attribute's ``store`` as one call and an ``Errno``
   raised there becomes the writer's errno;
 * entries removed from the tree are invalidated in the kernel's dentry
@@ -30,6 +34,7 @@ from fakesys.sysfs.kernfs import Blob, DeviceNode, Dir, File, Link, Node, Tree
 log = logging.getLogger("fakesys.fuse")
 
 ENTRY_TIMEOUT = 5.0
+_ERROR = object()  # marks content whose show failed
 
 
 @dataclass
@@ -57,19 +62,27 @@ class Server(pyfuse3.Operations):
         self.gid = gid
         self._fh = itertools.count(1)
         self._open: dict[int, _Handle | _DirHandle] = {}
-        self._removed: list[tuple[int, str]] = []
+        self._stale: list[tuple[int, str]] = []
+        self._negative: set[tuple[int, str]] = set()
+        # attribute inodes whose content the kernel may cache -> that content
+        self._served: dict[int, bytes | object] = {}
         self.mounted = False
         tree.listeners.append(self._changed)
 
     # -- invalidation -----------------------------------------------------
 
     def _changed(self, parent: Dir, name: str, removed: bool) -> None:
-        # New entries need nothing: ENOENT replies are not cached.
-        if removed and self.mounted:
-            self._removed.append((parent.ino, name))
+        # A removed entry may sit in the dentry cache; an added one only if
+        # we answered a lookup of that name negatively (cached for a while).
+        if not self.mounted:
+            return
+        key = (parent.ino, name)
+        if removed or key in self._negative:
+            self._negative.discard(key)
+            self._stale.append(key)
 
     async def _flush_invalidations(self) -> None:
-        pending, self._removed = self._removed, []
+        pending, self._stale = self._stale, []
         for parent_ino, name in pending:
             if parent_ino == 0:
                 continue
@@ -91,7 +104,6 @@ class Server(pyfuse3.Operations):
             a.st_mode = stat.S_IFLNK | 0o777
             a.st_nlink = 1
             a.st_size = 0
-            a.attr_timeout = 0
         elif isinstance(node, DeviceNode):
             a.st_mode = (stat.S_IFCHR if node.kind == "c" else stat.S_IFBLK) | node.mode
             a.st_nlink = 1
@@ -106,7 +118,8 @@ class Server(pyfuse3.Operations):
             assert isinstance(node, File)
             a.st_mode = stat.S_IFREG | node.mode
             a.st_nlink = 1
-            a.st_size = node.size
+            content = self._render(node) if node.mode & 0o444 and node.show else _ERROR
+            a.st_size = len(content) if isinstance(content, bytes) else node.size
         a.st_uid = self.uid
         a.st_gid = self.gid
         a.st_blksize = 4096
@@ -117,9 +130,15 @@ class Server(pyfuse3.Operations):
         parent = self._node(parent_inode)
         if not isinstance(parent, Dir):
             raise pyfuse3.FUSEError(errno.ENOTDIR)
-        child = parent.get(os.fsdecode(name))
+        text = os.fsdecode(name)
+        child = parent.get(text)
         if child is None:
-            raise pyfuse3.FUSEError(errno.ENOENT)
+            # a cached negative entry: tools probe many optional attributes
+            self._negative.add((parent_inode, text))
+            miss = pyfuse3.EntryAttributes()
+            miss.st_ino = 0
+            miss.entry_timeout = ENTRY_TIMEOUT
+            return miss
         return self._attr(child)
 
     async def getattr(self, inode, ctx=None):
@@ -181,6 +200,8 @@ class Server(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EACCES)
         fh = next(self._fh)
         self._open[fh] = _Handle(node, want_write)
+        if isinstance(node, File) and not want_write:
+            return pyfuse3.FileInfo(fh=fh, direct_io=False, keep_cache=True)
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
 
     async def read(self, fh, off, size):
@@ -190,7 +211,9 @@ class Server(pyfuse3.Operations):
             if isinstance(node, Blob):
                 return node.read(off, size)
             if handle.content is None or off == 0:
-                handle.content = node.read()
+                content = self._render(node, strict=True)
+                assert isinstance(content, bytes)
+                handle.content = content
         except Errno as e:
             raise pyfuse3.FUSEError(e.errno) from None
         except Exception:
@@ -212,16 +235,58 @@ class Server(pyfuse3.Operations):
             log.exception("store %r to %s failed", bytes(buf)[:64], node.path())
             raise pyfuse3.FUSEError(errno.EIO) from None
         finally:
-            await self._flush_invalidations()
+            self._served.pop(node.ino, None)
+            await self._revalidate(extra=[node.ino])
 
     async def flush(self, fh):
-        return None
+        # Nothing to flush: ENOSYS makes the kernel stop sending FLUSH at all.
+        raise pyfuse3.FUSEError(errno.ENOSYS)
 
     async def fsync(self, fh, datasync):
         return None
 
     async def release(self, fh):
         self._open.pop(fh, None)
+
+    # -- the content cache ---------------------------------------------------
+
+    def _render(self, node: File, strict: bool = False) -> bytes | object:
+        """Render an attribute and remember what the kernel may now cache."""
+        try:
+            content = node.read()
+        except Errno:
+            self._served[node.ino] = _ERROR
+            if strict:
+                raise
+            return _ERROR
+        self._served[node.ino] = content
+        return content
+
+    async def changed(self) -> None:
+        """Call after the model changed outside a write (ioctl, control)."""
+        await self._revalidate()
+
+    async def _revalidate(self, extra: list[int] = ()) -> None:
+        """Invalidate stale dentries and every cached attribute whose content changed."""
+        stale = list(extra)
+        for ino, before in list(self._served.items()):
+            node = self.tree.inodes.get(ino)
+            if not isinstance(node, File):
+                del self._served[ino]
+                continue
+            try:
+                now: bytes | object = node.read()
+            except Errno:
+                now = _ERROR
+            except Exception:
+                log.exception("show %s failed", node.path())
+                now = _ERROR
+            if now is not before and now != before:
+                del self._served[ino]
+                stale.append(ino)
+        await self._flush_invalidations()
+        if stale and self.mounted:
+            await trio.to_thread.run_sync(_invalidate_inodes, stale)
 
     # -- helpers ----------------------------------------------------------
 
@@ -236,6 +301,15 @@ class Server(pyfuse3.Operations):
         if not isinstance(handle, _Handle):
             raise pyfuse3.FUSEError(errno.EBADF)
         return handle
+
+
+def _invalidate_inodes(inodes: list[int]) -> None:
+    for ino in inodes:
+        try:
+            pyfuse3.invalidate_inode(ino, attr_only=False)
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.EBADF):
+                log.warning("invalidate inode %d: %s", ino, e)
 
 
 def _invalidate(parent_ino: int, name: str) -> None:
@@ -264,7 +338,8 @@ async def serve(server: Server, mountpoint: str, options: set[str],
     server.mounted = True
     try:
         task_status.started()
-        await pyfuse3.main()
+        # more than one task: an invalidation may wait for a lookup another task answers
+        await pyfuse3.main(min_tasks=1, max_tasks=4)
     finally:
         server.mounted = False
         pyfuse3.close(unmount=True)

@@ -16,7 +16,6 @@ behaviours live here because every tool depends on them:
 from __future__ import annotations
 
 import errno
-import os
 from typing import Callable, Iterator
 
 from fakesys.errors import Errno
@@ -214,13 +213,30 @@ class Link(Node):
     def readlink(self) -> str:
         """The target relative to the link's directory, as sysfs writes it.
 
+        Like kernfs_get_target_path(): climb from the link's directory to
+        the nearest ancestor of the target's *parent*, then descend.  So a
+        link to an ancestor reads ``../../../ndbus0``, not ``../..``.
         A string target is returned as it is (e.g. ``/proc/self/fd``).
         """
         if isinstance(self.target, str):
             return self.target
         assert self.parent is not None
-        here = self.parent.path()
-        return os.path.relpath(self.target.path() or ".", here or ".")
+        above = set()
+        node: Node | None = self.target.parent
+        while node is not None:
+            above.add(id(node))
+            node = node.parent
+        ups = 0
+        base: Node | None = self.parent
+        while base is not None and id(base) not in above:
+            ups += 1
+            base = base.parent
+        down = []
+        node = self.target
+        while node is not None and node is not base:
+            down.append(node.name)
+            node = node.parent
+        return "../" * ups + "/".join(reversed(down))
 
 
 class Tree:

@@ -70,6 +70,7 @@ class NfitDriver(Driver):
 
     name = "nfit"
     ids = ("ACPI0012",)
+    module = None  # the 6.1 acpi_driver sets no owner: no module link
 
 
 def _acpi(kernel: "Kernel") -> AcpiBus:

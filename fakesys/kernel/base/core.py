@@ -268,7 +268,7 @@ class Driver:
     """struct device_driver: ``probe`` raises Errno to refuse a device."""
 
     name = ""
-    module = ""  # owning module; "" when the driver is in a module of the same name
+    module: str | None = ""  # owning module: "" = same name as the driver, None = no owner
     suppress_bind_attrs = False
 
     def __init__(self, kernel: "Kernel", bus: Bus) -> None:

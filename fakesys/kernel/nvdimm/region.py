@@ -390,6 +390,8 @@ class NdRegionDriver(Driver):
         for child in list(dev.children):
             self.kernel.device_del(child)
         dev.ns_seed = dev.btt_seed = dev.pfn_seed = dev.dax_seed = None
+        for ids in (dev.ns_ids, dev.btt_ids, dev.pfn_ids, dev.dax_ids):
+            ids.clear()
         for m in dev.mappings:
             m.nvdimm.busy -= 1
 

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Foundation benchmarks, printed in one run (root needed for the namespaces).
+
+1. ``ndctl list -BDRNu -vvv`` on the default topology: wall time inside
+   ``fakesys run`` divided by the same command on a static copy of the same
+   tree on tmpfs bound over /sys (target <= 3).
+2. ``fakesys up`` until the mount answers (target < 0.5 s).
+
+Usage: .venv/bin/python bench/foundation.py [ROUNDS]
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAKESYS = [sys.executable, "-m", "fakesys.cli"]
+LIST = ["ndctl", "list", "-BDRNu", "-vvv"]
+
+# Runs inside the namespace: time each ndctl invocation, print the median.
+INNER = """
+import statistics, subprocess, sys, time
+cmd, rounds = sys.argv[2:], int(sys.argv[1])
+subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)  # warm caches
+samples = []
+for _ in range(rounds):
+    t = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+    samples.append(time.perf_counter() - t)
+print(statistics.median(samples))
+"""
+
+
+def copy_tree(src: str, dst: str) -> None:
+    """A static copy of the fake sysfs: same names, links and contents."""
+    for dirpath, dirnames, filenames in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        target = os.path.join(dst, rel)
+        os.makedirs(target, exist_ok=True)
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            out = os.path.join(target, name)
+            if os.path.islink(path):
+                os.symlink(os.readlink(path), out)
+                if name in dirnames:
+                    dirnames.remove(name)
+            elif name in filenames:
+                try:
+                    with open(path, "rb") as f:
+                        data = f.read()
+                except OSError:
+                    data = b""
+                with open(out, "wb") as f:
+                    f.write(data)
+                os.chmod(out, os.stat(path).st_mode & 0o777)
+
+
+def main() -> int:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+    name = f"bench-{os.getpid()}"
+    up_times = []
+    for i in range(5):
+        t = time.perf_counter()
+        subprocess.run(FAKESYS + ["up", "--name", f"{name}-{i}"], check=True, cwd=ROOT,
+                       stdout=subprocess.DEVNULL)
+        up_times.append(time.perf_counter() - t)
+        subprocess.run(FAKESYS + ["down", "--name", f"{name}-{i}"], check=True, cwd=ROOT)
+
+    state = tempfile.mkdtemp(prefix="fakesys-bench-")
+    mnt = subprocess.run(FAKESYS + ["up", "--name", name, "--state", state], check=True, cwd=ROOT,
+                         capture_output=True, text=True).stdout.strip()
+    static = tempfile.mkdtemp(prefix="fakesys-static-", dir="/dev/shm")
+    try:
+        subprocess.run(FAKESYS + ["run", "--name", name, "--", "sh", "-c",
+                                  "ndctl create-namespace -r region1 -m fsdax -s 256M && "
+                                  "ndctl create-namespace -r region2 -m devdax -s 256M"],
+                       check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        copy_tree(os.path.join(mnt, "sys"), os.path.join(static, "sys"))
+        fake = float(subprocess.run(
+            FAKESYS + ["run", "--name", name, "--", sys.executable, "-c", INNER, str(rounds)] + LIST,
+            check=True, cwd=ROOT, capture_output=True, text=True).stdout)
+        tmpfs = float(subprocess.run(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c",
+             f'mount --bind "{static}/sys" /sys && exec "$0" "$@"',
+             sys.executable, "-c", INNER, str(rounds)] + LIST,
+            check=True, capture_output=True, text=True).stdout)
+    finally:
+        subprocess.run(FAKESYS + ["down", "--name", name], cwd=ROOT)
+        shutil.rmtree(static, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
+    print(f"ndctl list -BDRNu -vvv: fakesys {fake * 1e3:.1f} ms, static tmpfs copy {tmpfs * 1e3:.1f} ms, "
+          f"ratio {fake / tmpfs:.2f} (target <= 3; median of {rounds})")
+    print(f"fakesys up until the mount answers: median {statistics.median(up_times) * 1e3:.0f} ms "
+          f"(min {min(up_times) * 1e3:.0f}, max {max(up_times) * 1e3:.0f}; target < 500 ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""Replay a recorded real-kernel session against a fresh fake and score it.
+
+``replay(golden_dir)`` reads an oracle result directory (``commands.tsv``,
+``cmds/NNN.{cmd,out,err,rc}``, ``sysfs/TAG.txt``; see the oracle's README),
+brings up a fake under a unique name with a temporary state directory, runs
+every recorded command in order as ``fakesys run --name N -- sh -c CMD`` and
+compares, per command, the exit status and stdout with the recording.
+stderr is compared too but reported separately (it does not decide a
+command's match).  For each command it prints::
+
+    NNN  match|MISMATCH  rc=ours/golden  CMD
+
+(with a unified diff of the normalised stdout, and of stderr when that
+differs, if ``verbose``), then ``stderr match: ...`` and, last,
+``match: X/Y (P%)``.  It returns 0 when every command matched, else 1.
+
+At each ``DUMP TAG`` line the fake's sysfs is dumped like the oracle's
+``sysdump-all`` (``python -m fakesys.sysdump --all``) and compared with
+``sysfs/TAG.txt`` by :func:`fakesys.sysdump.compare`, leaving out
+``/sys/devices/system/memory`` and ``/sys/devices/system/node`` (memory
+hotplug is not modelled yet).  Dumps are reported on their own ``DUMP``
+lines and in a ``dumps:`` line; they do not count towards the score or the
+exit status.
+
+Normalisation, kept to what is random on a real machine or an artefact of
+replaying it elsewhere; there are no per-command exceptions:
+
+* **uuids** (lower-case ``8-4-4-4-12`` hex, as the kernel and ndctl print
+  them) are random on a real machine.  Within one stream (stdout or stderr)
+  of one command, each distinct uuid is replaced by ``<uuid-N>`` in order of
+  first appearance, separately for the recording and for our output.  So a
+  consistent renaming matches, but using one uuid where the recording has
+  two different ones (or the reverse) does not.  The nil uuid
+  (``00000000-0000-0000-0000-000000000000``) is not random and is left as is.
+* **/out**: the recorded commands ran with the working directory ``/out``
+  (the oracle's shared result directory) and some write files below it
+  (``read-labels -o /out/labels/...``).  Each replay gets a temporary
+  directory for that: ``/out`` in a command line is replaced by its path
+  (the parent directories of the ``/out/...`` paths named in the command are
+  created first, as the scenario script had done), commands run with it as
+  their working directory, and its path is mapped back to ``/out`` in our
+  stdout and stderr.
+
+Commands run with ``LC_ALL=C`` (the oracle's initramfs has no locales).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid as uuidlib
+from dataclasses import dataclass
+from typing import IO
+
+from fakesys import sysdump
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEVICES = os.path.join(ROOT, "devices")
+
+# golden scenario name -> topology (file under devices/) that reproduces its machine
+DEFAULT_TOPOLOGIES = {
+    "nfit": "qemu-nvdimm.toml",
+}
+
+DUMP_EXCLUDE = ("/sys/devices/system/memory", "/sys/devices/system/node")
+COMMAND_TIMEOUT = 120.0
+
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+NIL_UUID = "00000000-0000-0000-0000-000000000000"
+# "/out" as a whole path or the start of one, at the start of a shell word
+# (or after a quote, "=", or a redirection)
+OUT_RE = re.compile(r"(?<![^\s'\"=<>(])/out(?=/|$|[\s'\";|&)<>])")
+OUT_PATH_RE = re.compile(r"(?<![^\s'\"=<>(])/out(/[^\s'\";|&)<>]*)")
+
+
+# ---------------------------------------------------------------- normalisation
+
+def normalise_uuids(text: str) -> str:
+    """Rename uuids to ``<uuid-1>``, ``<uuid-2>``, ... in order of first appearance."""
+    names: dict[str, str] = {}
+
+    def sub(m: re.Match) -> str:
+        u = m.group(0)
+        if u == NIL_UUID:
+            return u
+        if u not in names:
+            names[u] = f"<uuid-{len(names) + 1}>"
+        return names[u]
+
+    return UUID_RE.sub(sub, text)
+
+
+def outputs_match(ours: str, golden: str) -> bool:
+    return normalise_uuids(ours) == normalise_uuids(golden)
+
+
+def map_out(command: str, outdir: str) -> str:
+    """Point ``/out`` in a recorded command line at ``outdir``."""
+    return OUT_RE.sub(lambda m: outdir, command)
+
+
+def unmap_out(text: str, outdir: str) -> str:
+    return text.replace(outdir, "/out")
+
+
+# ---------------------------------------------------------------- recordings
+
+@dataclass
+class Step:
+    seq: str
+    kind: str          # "cmd" or "dump"
+    command: str = ""  # cmd: the exact command line; dump: the tag
+    rc: int | None = None
+    out: str = ""
+    err: str = ""
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "surrogateescape")
+    except FileNotFoundError:
+        return ""
+
+
+def load_session(golden_dir: str) -> list[Step]:
+    steps: list[Step] = []
+    with open(os.path.join(golden_dir, "commands.tsv"), encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            seq, rc, command = line.split("\t", 2)
+            if rc == "-" and command.startswith("DUMP "):
+                steps.append(Step(seq, "dump", command[5:]))
+                continue
+            base = os.path.join(golden_dir, "cmds", seq)
+            exact = _read(base + ".cmd")
+            steps.append(Step(seq, "cmd", exact[:-1] if exact.endswith("\n") else (exact or command),
+                              int(rc), _read(base + ".out"), _read(base + ".err")))
+    return steps
+
+
+# ---------------------------------------------------------------- running
+
+def _fakesys(*args: str) -> list[str]:
+    return [sys.executable, "-m", "fakesys.cli", *args]
+
+
+def _run(argv: list[str], cwd: str, env: dict, timeout: float) -> tuple[int | None, str, str]:
+    """Run argv in its own session; on timeout kill that session (rc None)."""
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        rc: int | None = proc.returncode
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        out, err = proc.communicate()
+        rc = None
+        err += f"\nfakesys replay: timed out after {timeout:.0f}s\n".encode()
+    return rc, out.decode("utf-8", "surrogateescape"), err.decode("utf-8", "surrogateescape")
+
+
+def _diff(golden: str, ours: str, label: str) -> str:
+    lines = difflib.unified_diff(golden.splitlines(keepends=True), ours.splitlines(keepends=True),
+                                 f"golden/{label}", f"fakesys/{label}")
+    return "".join(l if l.endswith("\n") else l + "\n\\ No newline at end of file\n" for l in lines)
+
+
+def _pct(n: int, total: int) -> str:
+    return f"{100.0 * n / total:.0f}%" if total else "-"
+
+
+def default_topology(golden_dir: str) -> str | None:
+    name = os.path.basename(os.path.normpath(golden_dir))
+    topo = DEFAULT_TOPOLOGIES.get(name)
+    return os.path.join(DEVICES, topo) if topo else None
+
+
+def replay(golden_dir: str, topology: str | None = None, verbose: bool = False,
+           out: IO[str] | None = None, timeout: float = COMMAND_TIMEOUT) -> int:
+    from fakesys import cli, runtime
+
+    out = out or sys.stdout
+    if topology is None:
+        topology = default_topology(golden_dir)
+        if topology is None:
+            print(f"fakesys replay: no default topology for {os.path.basename(os.path.normpath(golden_dir))!r}"
+                  f" (known: {', '.join(sorted(DEFAULT_TOPOLOGIES))}); pass --topology", file=sys.stderr)
+            return 2
+    steps = load_session(golden_dir)
+    name = f"replay-{uuidlib.uuid4().hex[:10]}"
+    tmp = tempfile.mkdtemp(prefix="fakesys-replay-")
+    state, outdir = os.path.join(tmp, "state"), os.path.join(tmp, "out")
+    os.makedirs(state)
+    os.makedirs(outdir)
+    env = dict(os.environ, LC_ALL="C", LANG="C")
+    matched = total = err_matched = 0
+    err_mismatch: list[str] = []
+    dumps_matched = dumps_total = 0
+    try:
+        cli.up(topology, state, name, quiet=True)
+        for step in steps:
+            if step.kind == "dump":
+                golden_dump = os.path.join(golden_dir, "sysfs", step.command + ".txt")
+                if not os.path.exists(golden_dump):
+                    continue
+                dumps_total += 1
+                rc, text, err = _run(_fakesys("run", "--name", name, "--", sys.executable, "-m",
+                                              "fakesys.sysdump", "--all"), outdir, env, timeout)
+                if rc != 0:
+                    print(f"DUMP  MISMATCH  {step.command}  (sysdump failed rc={rc}: {err.strip()})", file=out)
+                    continue
+                diffs = sysdump.compare(sysdump.parse(text), sysdump.load(golden_dump), exclude=DUMP_EXCLUDE)
+                dumps_matched += not diffs
+                print(f"DUMP  {'match' if not diffs else 'MISMATCH'}  {step.command}"
+                      f"  ({len(diffs)} differences; memory/node excluded)", file=out)
+                if verbose and diffs:
+                    print("\n".join("    " + l for l in sysdump.report(diffs).splitlines()), file=out)
+                continue
+            total += 1
+            for m in OUT_PATH_RE.finditer(step.command):
+                os.makedirs(os.path.dirname(outdir + m.group(1)), exist_ok=True)
+            rc, sout, serr = _run(_fakesys("run", "--name", name, "--", "sh", "-c",
+                                           map_out(step.command, outdir)), outdir, env, timeout)
+            sout, serr = unmap_out(sout, outdir), unmap_out(serr, outdir)
+            ok = rc == step.rc and outputs_match(sout, step.out)
+            err_ok = outputs_match(serr, step.err)
+            matched += ok
+            err_matched += err_ok
+            if not err_ok:
+                err_mismatch.append(step.seq)
+            print(f"{step.seq}  {'match' if ok else 'MISMATCH'}  rc={rc}/{step.rc}  {step.command}", file=out)
+            if verbose:
+                if not ok:
+                    d = _diff(normalise_uuids(step.out), normalise_uuids(sout), f"{step.seq}.out")
+                    if d:
+                        out.write(d)
+                if not err_ok:
+                    out.write(_diff(normalise_uuids(step.err), normalise_uuids(serr), f"{step.seq}.err"))
+            out.flush()
+    except runtime.RuntimeErrorFakesys as e:
+        print(f"fakesys replay: {e}", file=sys.stderr)
+        return 1
+    finally:
+        cli.down(name)
+        cli._cleanup(name)
+        shutil.rmtree(tmp, ignore_errors=True)
+    if dumps_total:
+        print(f"dumps: {dumps_matched}/{dumps_total} match (not scored)", file=out)
+    print(f"stderr match: {err_matched}/{total} ({_pct(err_matched, total)})"
+          + (f"; differs: {' '.join(err_mismatch)}" if err_mismatch else ""), file=out)
+    print(f"match: {matched}/{total} ({_pct(matched, total)})", file=out)
+    out.flush()
+    return 0 if matched == total else 1

@@ -28,9 +28,7 @@ class Machine:
         self.kernel = boot(topology.kernel)
         devtmpfs.setup(self.kernel)
         for bus in topology.buses:
-            if bus.type != "nfit":
-                raise ValueError(f"bus type {bus.type!r} is not supported yet")
-            nfit_register(self.kernel, bus, self._dimm_stores)
+            PROVIDERS[bus.type](self, bus)
 
     def _store(self, name: str, size: int):
         if self.state_dir:
@@ -45,6 +43,10 @@ class Machine:
         media = self._store(f"{spec.name}.media", spec.size)
         return lsa, media
 
+    def store(self, name: str, size: int):
+        """A byte store for media that persists in the state directory."""
+        return self._store(name, size)
+
     @property
     def tree(self):
         return self.kernel.tree
@@ -52,3 +54,9 @@ class Machine:
     def flush(self) -> None:
         for store in self.stores:
             store.flush()
+
+
+# Bus providers by topology ``type``: each gets the machine and its bus spec.
+PROVIDERS = {
+    "nfit": lambda machine, spec: nfit_register(machine.kernel, spec, machine._dimm_stores),
+}

@@ -79,7 +79,8 @@ class BusSpec:
 @dataclass
 class Topology:
     kernel: str = NEWEST
-    buses: list[BusSpec] = field(default_factory=list)
+    buses: list = field(default_factory=list)  # BusSpec for nfit; other types bring their own spec
+    sections: dict = field(default_factory=dict)  # other top-level tables, for their providers
     source: str = ""
 
     def bus_of(self, name: str) -> BusSpec | None:
@@ -119,22 +120,34 @@ def _region(r: dict) -> RegionSpec:
     return spec
 
 
+def _nfit_bus(b: dict) -> BusSpec:
+    bus = BusSpec(type="nfit")
+    for key in ("commands", "dsm_mask", "acpi_slots", "region_probe_order"):
+        if key in b:
+            setattr(bus, key, b[key])
+    bus.dimms = [_dimm(d, i) for i, d in enumerate(b.get("dimm", []))]
+    bus.regions = [_region(r) for r in b.get("region", [])]
+    names = {d.name for d in bus.dimms}
+    for r in bus.regions:
+        missing = set(r.dimms) - names
+        if missing:
+            raise ValueError(f"region at {r.spa:#x} names unknown DIMMs {sorted(missing)}")
+    return bus
+
+
+# [[bus]] parsers by ``type``; providers of other bus types add theirs here.
+BUS_PARSERS = {"nfit": _nfit_bus}
+
+
 def parse(text: str, source: str = "") -> Topology:
     data = tomllib.loads(text)
     topo = Topology(kernel=str(data.get("kernel", NEWEST)), source=source)
     for b in data.get("bus", []):
-        bus = BusSpec(type=b.get("type", "nfit"))
-        for key in ("commands", "dsm_mask", "acpi_slots", "region_probe_order"):
-            if key in b:
-                setattr(bus, key, b[key])
-        bus.dimms = [_dimm(d, i) for i, d in enumerate(b.get("dimm", []))]
-        bus.regions = [_region(r) for r in b.get("region", [])]
-        names = {d.name for d in bus.dimms}
-        for r in bus.regions:
-            missing = set(r.dimms) - names
-            if missing:
-                raise ValueError(f"region at {r.spa:#x} names unknown DIMMs {sorted(missing)}")
-        topo.buses.append(bus)
+        kind = b.get("type", "nfit")
+        if kind not in BUS_PARSERS:
+            raise ValueError(f"unknown bus type {kind!r} (known: {', '.join(sorted(BUS_PARSERS))})")
+        topo.buses.append(BUS_PARSERS[kind](b))
+    topo.sections = {k: v for k, v in data.items() if k not in ("kernel", "bus")}
     return topo
 
 

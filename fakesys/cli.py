@@ -1,4 +1,4 @@
-"""The ``fakesys`` command: up, run, down, status, replay.
+"""The ``fakesys`` command: up, run, down, status, dump, replay.
 
 Kept free of FUSE and trio imports so that ``fakesys run`` (called once per
 tool invocation by test suites) starts fast.
@@ -27,7 +27,8 @@ def _topology_path(path: str | None) -> str:
     return default_path()
 
 
-def up(topology: str | None, state: str | None, name: str, quiet: bool = False) -> str:
+def up(topology: str | None, state: str | None, name: str, quiet: bool = False,
+       ioctl: bool = True) -> str:
     """Start a daemon and return once its mount answers; returns the mount point."""
     rd = runtime.rundir(name)
     mnt = os.path.join(rd, "mnt")
@@ -45,6 +46,8 @@ def up(topology: str | None, state: str | None, name: str, quiet: bool = False) 
            "--name", name, "--log", log_path]
     if state:
         cmd += ["--state", os.path.abspath(state)]
+    if not ioctl:
+        cmd.append("--no-ioctl")
     with open(log_path, "a") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, close_fds=True)
@@ -57,7 +60,7 @@ def up(topology: str | None, state: str | None, name: str, quiet: bool = False) 
             if not quiet:
                 print(mnt)
             return mnt
-        time.sleep(0.01)
+        time.sleep(0.002)
     proc.terminate()
     raise runtime.RuntimeErrorFakesys(f"the mount did not answer within {UP_TIMEOUT:.0f}s; see {log_path}")
 
@@ -126,7 +129,7 @@ def run(name: str, argv: list[str]) -> int:
 
 
 def cmd_up(args) -> int:
-    up(args.topology, args.state, args.name)
+    up(args.topology, args.state, args.name, ioctl=not args.no_ioctl)
     return 0
 
 
@@ -180,6 +183,11 @@ def cmd_status(args) -> int:
     return 0 if found else 3
 
 
+def cmd_dump(args) -> int:
+    argv = [sys.executable, "-m", "fakesys.sysdump", "-d", str(args.d)]
+    return run(args.name, argv + (["--all"] if args.all or not args.paths else []) + args.paths)
+
+
 def cmd_replay(args) -> int:
     from fakesys.replay import replay
     return replay(args.golden, args.topology, verbose=args.verbose)
@@ -193,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("topology", nargs="?")
     p.add_argument("--state", help="directory for media and labels (kept across up/down)")
     p.add_argument("--name", default=DEFAULT_NAME)
+    p.add_argument("--no-ioctl", action="store_true",
+                   help="serve no nd ioctls; ndctlN/nmemN keep the kernel's char numbers")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("run", help="run a command with the fake as /sys and /dev")
@@ -208,6 +218,13 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("status", help="list fakes")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("dump", help="dump sysfs in the oracle's golden format (default: what sysdump-all covers)")
+    p.add_argument("--name", default=DEFAULT_NAME)
+    p.add_argument("-d", type=int, default=64, metavar="MAXDEPTH", help="depth limit for PATHS")
+    p.add_argument("--all", action="store_true", help="the sysdump-all trees (the default without PATHS)")
+    p.add_argument("paths", nargs="*", metavar="PATH")
+    p.set_defaults(func=cmd_dump)
 
     p = sub.add_parser("replay", help="replay a recorded real-kernel session")
     p.add_argument("golden")

@@ -1,22 +1,28 @@
 """The fakesys daemon: boots a machine and serves it over FUSE with trio.
 
 One process per fake.  It owns the FUSE mount (``<rundir>/mnt``), a
-control socket (``<rundir>/ctl``) that answers ``status`` and ``down``,
-and a pid file.  SIGTERM and SIGINT unmount, flush the media and exit.
+control socket (``<rundir>/ctl``) that answers ``status`` and ``down``
+and takes the seccomp listener of each ``fakesys run`` (``seccomp``, the
+fd attached with SCM_RIGHTS; see dev/bridge.py; answered ``off`` when the
+daemon runs with ``--no-ioctl``), and a pid file.
+SIGTERM and SIGINT unmount, flush the media and exit.
 """
 
 from __future__ import annotations
 
 import argparse
+import array
 import json
 import logging
 import os
 import signal
+import socket
 import sys
 
 import trio
 
 from fakesys import runtime
+from fakesys.dev.bridge import IoctlBridge
 from fakesys.fuse.server import Server, mount_options, serve
 from fakesys.machine import Machine
 from fakesys.topology import load
@@ -24,8 +30,20 @@ from fakesys.topology import load
 log = logging.getLogger("fakesys.daemon")
 
 
+async def _receive(sock, fds: list[int]) -> bytes:
+    """Some bytes of a control request, collecting any fds passed along (SCM_RIGHTS)."""
+    anc_size = socket.CMSG_SPACE(4 * array.array("i").itemsize)
+    data, ancdata, _flags, _addr = await sock.recvmsg(4096, anc_size)
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            got = array.array("i")
+            got.frombytes(payload[:len(payload) - len(payload) % got.itemsize])
+            fds.extend(got)
+    return data
+
+
 async def _control(rundir: str, machine: Machine, cancel: trio.CancelScope, topology_path: str,
-                   state: str | None) -> None:
+                   state: str | None, bridge: IoctlBridge | None = None) -> None:
     path = os.path.join(rundir, "ctl")
     if os.path.exists(path):
         os.unlink(path)
@@ -38,13 +56,20 @@ async def _control(rundir: str, machine: Machine, cancel: trio.CancelScope, topo
     async def handle(stream: trio.SocketStream) -> None:
         async with stream:
             data = b""
+            fds: list[int] = []
             while not data.endswith(b"\n"):
-                chunk = await stream.receive_some(4096)
+                chunk = await _receive(stream.socket, fds)
                 if not chunk:
                     break
                 data += chunk
             cmd = data.decode(errors="replace").strip()
-            if cmd == "status":
+            if cmd == "seccomp" and len(fds) == 1:
+                if bridge is None:
+                    await stream.send_all(b"off\n")
+                else:
+                    bridge.serve(fds.pop())
+                    await stream.send_all(b"ok\n")
+            elif cmd == "status":
                 reply = {"pid": os.getpid(), "mnt": os.path.join(rundir, "mnt"),
                          "topology": topology_path, "state": state,
                          "kernel": str(machine.kernel.version)}
@@ -54,6 +79,8 @@ async def _control(rundir: str, machine: Machine, cancel: trio.CancelScope, topo
                 cancel.cancel()
             else:
                 await stream.send_all(b"error unknown command\n")
+            for fd in fds:
+                os.close(fd)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, handle, [listener])
@@ -67,18 +94,24 @@ async def _main(args: argparse.Namespace) -> None:
     os.makedirs(mnt, exist_ok=True)
     runtime.refuse_host_paths(mnt)
     uid, gid = os.getuid(), os.getgid()
+    # From here on the nd char devices are ptys (136:N in sysfs), so that ndctl's
+    # fstat() check of /dev/nmemN passes; --no-ioctl keeps the kernel's own
+    # numbers (245/246 on 6.1) and serves no ioctls.
+    bridge = None if args.no_ioctl else IoctlBridge(machine.kernel)
     server = Server(machine.tree, uid=uid, gid=gid)
     with trio.CancelScope() as cancel:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
                 await nursery.start(serve, server, mnt, mount_options(f"fakesys-{args.name}"))
-                nursery.start_soon(_control, rundir, machine, cancel, args.topology, args.state)
+                nursery.start_soon(_control, rundir, machine, cancel, args.topology, args.state, bridge)
                 with open(os.path.join(rundir, "pid"), "w") as f:
                     f.write(f"{os.getpid()}\n")
                 log.info("serving %s on %s", args.topology, mnt)
                 async for _ in signals:
                     cancel.cancel()
                     break
+    if bridge is not None:
+        bridge.close()
     machine.flush()
     for name in ("pid", "ctl"):
         try:
@@ -95,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rundir", required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--log")
+    parser.add_argument("--no-ioctl", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(filename=args.log, level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")

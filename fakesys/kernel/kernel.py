@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 from fakesys.errors import Errno
 from fakesys.kernel.base.core import (
@@ -30,12 +30,35 @@ DYNAMIC_MAJORS = {"dax": 252, "ndctl": 246, "dimmctl": 245}
 
 @dataclass
 class DevNode:
-    """A /dev entry as devtmpfs would create it."""
+    """A /dev entry as devtmpfs would create it.
+
+    ``target``, when set, is the path (relative to /dev) of a host node
+    that stands for this one (see :class:`ChrdevNumbers`).
+    """
 
     name: str
     kind: str  # "c" or "b"
     devt: tuple[int, int]
     device: Device
+    target: str | None = None
+
+
+class ChrdevNumbers(Protocol):
+    """Who hands out character device numbers instead of register_chrdev().
+
+    Without one, a char device keeps the number its driver gave it (the
+    6.1 majors of DYNAMIC_MAJORS).  The daemon installs one so that the
+    nodes of the devices it serves are real host char devices whose
+    numbers the tools can fstat: ``claim`` returns the (major, minor) to
+    publish in ``dev``/``uevent``/``/sys/dev/char`` and the path, relative
+    to /dev, of the host node that stands for the device, or None to leave
+    the device alone; ``release`` gives the number back when the device
+    goes away.  ``name`` is the chrdev region name (e.g. "dimmctl").
+    """
+
+    def claim(self, dev: Device, name: str) -> tuple[tuple[int, int], str] | None: ...
+
+    def release(self, dev: Device) -> None: ...
 
 
 class Kernel:
@@ -57,6 +80,8 @@ class Kernel:
         self.devnode_listeners: list[Callable[[DevNode, bool], None]] = []
         self.uevents: list[tuple[str, str, str]] = []
         self._majors: dict[str, int] = dict(DYNAMIC_MAJORS)
+        self.chrdev_numbers: ChrdevNumbers | None = None
+        self._claimed: dict[Device, tuple[int, int]] = {}  # device -> the devt its driver gave it
         self._next_dynamic_major = min(self._majors.values()) - 1
         self._probe_depth = 0
         self._deferred: list[Callable[[], object]] = []
@@ -79,6 +104,52 @@ class Kernel:
             self._majors[name] = self._next_dynamic_major
             self._next_dynamic_major -= 1
         return self._majors[name]
+
+    def set_chrdev_numbers(self, numbers: ChrdevNumbers | None) -> None:
+        """Install (or remove) the char device number provider.
+
+        Devices registered already are renumbered: their ``dev`` file,
+        ``/sys/dev/char`` link and devnode move to the new numbers.  Meant
+        for a machine that is not yet served (nobody holds a node open).
+        """
+        nodes = [n for n in self.devnodes.values() if n.kind == "c"]
+        for node in nodes:
+            self._chrdev_unpublish(node.device)
+        self.chrdev_numbers = numbers
+        for node in nodes:
+            self._chrdev_publish(node.device)
+
+    def _chrdev_claim(self, dev: Device) -> str | None:
+        """Let the provider number a char device; returns the node's target."""
+        if self.chrdev_numbers is None or dev.devt is None:
+            return None
+        names = {major: name for name, major in self._majors.items()}
+        name = names.get(dev.devt[0])
+        got = self.chrdev_numbers.claim(dev, name) if name is not None else None
+        if got is None:
+            return None
+        self._claimed[dev] = dev.devt
+        dev.devt = got[0]
+        return got[1]
+
+    def _chrdev_release(self, dev: Device) -> None:
+        own = self._claimed.pop(dev, None)
+        if own is not None:
+            dev.devt = own
+            assert self.chrdev_numbers is not None
+            self.chrdev_numbers.release(dev)
+
+    def _chrdev_publish(self, dev: Device) -> None:
+        target = self._chrdev_claim(dev)
+        assert dev.devt is not None
+        self.sys_dev["c"].add(Link(f"{dev.devt[0]}:{dev.devt[1]}", dev.kobj))
+        self._devnode_add(DevNode(dev.devnode(), "c", dev.devt, dev, target))
+
+    def _chrdev_unpublish(self, dev: Device) -> None:
+        assert dev.devt is not None
+        self.sys_dev["c"].remove(f"{dev.devt[0]}:{dev.devt[1]}")
+        self._devnode_del(dev.devnode())
+        self._chrdev_release(dev)
 
     def module_dir(self, module: str) -> Dir:
         return self.sys_module.mkdir(module)
@@ -113,8 +184,11 @@ class Kernel:
             dev.cls.dir.add(Link(dev.name, kobj))
         if dev.devt is not None:
             kind = "b" if dev.cls is not None and dev.cls.name == "block" else "c"
-            self.sys_dev[kind].add(Link(f"{dev.devt[0]}:{dev.devt[1]}", kobj))
-            self._devnode_add(DevNode(dev.devnode(), kind, dev.devt, dev))
+            if kind == "c":
+                self._chrdev_publish(dev)
+            else:
+                self.sys_dev[kind].add(Link(f"{dev.devt[0]}:{dev.devt[1]}", kobj))
+                self._devnode_add(DevNode(dev.devnode(), kind, dev.devt, dev))
         if dev.parent_device is not None:
             dev.parent_device.children.append(dev)
         dev.registered = True
@@ -135,8 +209,11 @@ class Kernel:
         self.uevent("remove", dev)
         if dev.devt is not None:
             kind = "b" if dev.cls is not None and dev.cls.name == "block" else "c"
-            self.sys_dev[kind].remove(f"{dev.devt[0]}:{dev.devt[1]}")
-            self._devnode_del(dev.devnode())
+            if kind == "c":
+                self._chrdev_unpublish(dev)
+            else:
+                self.sys_dev[kind].remove(f"{dev.devt[0]}:{dev.devt[1]}")
+                self._devnode_del(dev.devnode())
         if dev.cls is not None:
             dev.cls.dir.remove(dev.name)
         if dev.bus is not None:
@@ -174,10 +251,10 @@ class Kernel:
             d.add(File("bind", 0o200, None, drv.bind_store))
             d.add(File("unbind", 0o200, None, drv.unbind_store))
         d.add(File("uevent", 0o200, None, lambda data: None))
-        module = drv.module or drv.name
-        mod = self.module_dir(module)
-        d.add(Link("module", mod))
-        mod.mkdir("drivers").add(Link(f"{bus.name}:{drv.name}", d))
+        if drv.module is not None:  # None: a driver without an owner module
+            mod = self.module_dir(drv.module or drv.name)
+            d.add(Link("module", mod))
+            mod.mkdir("drivers").add(Link(f"{bus.name}:{drv.name}", d))
         bus.drivers_dir.add(d)
         bus.drivers[drv.name] = drv
         for dev in list(bus.devices.values()):
@@ -270,4 +347,4 @@ class Kernel:
         log.debug("uevent %s %s", action, path)
 
 
-__all__ = ["Kernel", "DevNode", "Attribute", "_attr_file"]
+__all__ = ["Kernel", "DevNode", "ChrdevNumbers", "Attribute", "_attr_file"]

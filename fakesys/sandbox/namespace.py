@@ -4,7 +4,8 @@ The host's /sys and /dev are never touched: everything below happens after
 ``unshare(CLONE_NEWNS)`` with private propagation, so the binds exist only
 for the command and its children.  As root that is all; an unprivileged
 user also gets a user namespace mapping them to uid 0 (the FUSE mount was
-made by fusermount3, so it is reachable from there).
+made by fusermount3, so it is reachable from there).  Right before exec the
+child hands a seccomp listener for its nd ioctls to the daemon (seccomp.py).
 """
 
 from __future__ import annotations
@@ -89,12 +90,22 @@ def enter(mnt: str) -> None:
     mount(fake_dev, "/dev", None, MS_BIND | MS_REC)
 
 
+def trap_ioctls(mnt: str) -> None:
+    """Send the nd ioctls of this process (and its children) to the daemon of ``mnt``."""
+    from fakesys.sandbox.seccomp import trap_ioctls as trap
+    try:
+        trap(os.path.join(os.path.dirname(mnt), "ctl"))
+    except OSError as e:
+        print(f"fakesys run: nd ioctls will fail: {e.strerror or e}", file=sys.stderr)
+
+
 def run(mnt: str, argv: list[str]) -> int:
     """Fork, enter the sandbox in the child, exec ``argv``; return its exit status."""
     pid = os.fork()
     if pid == 0:
         try:
             enter(mnt)
+            trap_ioctls(mnt)
             os.execvp(argv[0], argv)
         except SandboxError as e:
             print(f"fakesys run: {e}", file=sys.stderr)

@@ -3,8 +3,10 @@
 Served in the same tree as /sys under ``dev/``.  A block device whose
 driver gave it media is a regular file of the disk's size that reads and
 writes the media (a FUSE file cannot be a usable device node: see
-mechanism.md); character devices get nothing here yet (their nodes are the
-ioctl bridge's business).  The launcher binds the host's basic nodes
+mechanism.md).  A character device gets a node only when the kernel's
+char device number provider backed it with a host node (``DevNode.target``,
+e.g. ``pts/3``): then the entry is a symlink to that node, which carries
+the numbers published in sysfs.  The launcher binds the host's basic nodes
 (null, zero, tty, pts, ...) over the placeholders this module creates.
 """
 
@@ -39,7 +41,9 @@ def _changed(dev: Dir, node: "DevNode", removed: bool) -> None:
         dev.remove(node.name)
         return
     media = getattr(node.device, "media", None)
-    if node.kind == "b" and media is not None:
+    if node.target is not None:
+        dev.add(Link(node.name, node.target))
+    elif node.kind == "b" and media is not None:
         device = node.device
         writable = getattr(device, "writable_media", lambda: True)
         dev.add(Blob(node.name, 0o660, lambda: media.size, media.read,

@@ -1,0 +1,286 @@
+"""Seccomp user notification for the nd ioctls of sandboxed tools.
+
+Both halves of the mechanism in mechanism.md ("ioctls: seccomp user
+notification"), with no trio and no FUSE in here:
+
+* launcher side, :func:`trap_ioctls`, run by ``fakesys run`` in the child
+  right before ``exec``: sets PR_SET_NO_NEW_PRIVS, installs a BPF filter
+  that sends ``ioctl(fd, cmd, arg)`` with ``cmd`` of type 'N' and number
+  below 0x40 to user notification (x86-64 syscalls only; everything else,
+  including the NVMe 'N' ioctls 0x40-0x7F, is allowed), passes the
+  listener to the daemon over its control socket (SCM_RIGHTS), waits for
+  the daemon's answer and closes its own copy.  The filter is inherited by
+  every descendant of the tool.
+* supervisor side: :class:`Listener` (receive a notification, check it is
+  still valid, answer it) and :class:`ProcessMemory` (the caller's buffer
+  through process_vm_readv/writev).
+
+If the daemon goes away, the listener is closed with it and a trapped
+ioctl fails with ENOSYS instead of hanging.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+import socket
+import struct
+from dataclasses import dataclass
+
+from fakesys.errors import Errno
+
+# include/uapi/linux/{prctl,seccomp,audit,filter}.h, x86-64 syscall numbers
+PR_SET_NO_NEW_PRIVS = 38
+SYS_seccomp = 317
+SYS_ioctl = 16
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
+SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV = 1 << 5
+SECCOMP_RET_USER_NOTIF = 0x7FC00000
+SECCOMP_RET_ALLOW = 0x7FFF0000
+SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1
+SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP = 1
+AUDIT_ARCH_X86_64 = 0xC000003E
+
+# SECCOMP_IOCTL_NOTIF_*: _IOWR/_IOW('!', nr, type)
+NOTIF_RECV = 0xC0502100       # struct seccomp_notif (80 bytes)
+NOTIF_SEND = 0xC0182101       # struct seccomp_notif_resp (24 bytes)
+NOTIF_ID_VALID = 0x40082102   # __u64
+NOTIF_SET_FLAGS = 0x40082104  # __u64, passed by value (kernel >= 6.6)
+
+# classic BPF opcodes
+_LD_W_ABS = 0x20
+_JEQ_K = 0x15
+_AND_K = 0x54
+_RET_K = 0x06
+
+ND_IOCTL_TYPE = 0x4E          # 'N'
+CONTROL_COMMAND = b"seccomp\n"
+
+_NOTIF = struct.Struct("<QII iI Q 6Q")   # id, pid, flags, nr, arch, ip, args[6]
+_RESP = struct.Struct("<QqiI")            # id, val, error, flags
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+_libc.ioctl.restype = ctypes.c_int
+
+
+class _Iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+_libc.process_vm_readv.argtypes = [ctypes.c_int, ctypes.POINTER(_Iovec), ctypes.c_ulong,
+                                   ctypes.POINTER(_Iovec), ctypes.c_ulong, ctypes.c_ulong]
+_libc.process_vm_readv.restype = ctypes.c_ssize_t
+_libc.process_vm_writev.argtypes = _libc.process_vm_readv.argtypes
+_libc.process_vm_writev.restype = ctypes.c_ssize_t
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                ("k", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+class SeccompError(OSError):
+    pass
+
+
+def supported() -> bool:
+    """The filter is written for x86-64 syscall numbers."""
+    return platform.machine() == "x86_64"
+
+
+def ioctl_filter() -> list[tuple[int, int, int, int]]:
+    """The BPF program: (code, jt, jf, k) per instruction.
+
+    Offsets are in struct seccomp_data: nr at 0, arch at 4, args[i] at
+    16 + 8*i (the low half first).  ``cmd & 0xFFC0 == 0x4E00`` is "type 'N'
+    and number < 0x40"; the size and direction bits are left out, as the
+    kernel ignores them for these commands.
+    """
+    allow, notify = 8, 7
+    return [
+        (_LD_W_ABS, 0, 0, 4),                                   # 0 A = arch
+        (_JEQ_K, 0, allow - 2, AUDIT_ARCH_X86_64),              # 1
+        (_LD_W_ABS, 0, 0, 0),                                   # 2 A = nr
+        (_JEQ_K, 0, allow - 4, SYS_ioctl),                      # 3
+        (_LD_W_ABS, 0, 0, 16 + 8 * 1),                          # 4 A = low 32 bits of cmd
+        (_AND_K, 0, 0, 0xFFC0),                                 # 5
+        (_JEQ_K, notify - 7, allow - 7, ND_IOCTL_TYPE << 8),    # 6
+        (_RET_K, 0, 0, SECCOMP_RET_USER_NOTIF),                 # 7
+        (_RET_K, 0, 0, SECCOMP_RET_ALLOW),                      # 8
+    ]
+
+
+def install_listener() -> int:
+    """In the calling (single-threaded) process: install the filter, return the listener fd."""
+    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        e = ctypes.get_errno()
+        raise SeccompError(e, f"PR_SET_NO_NEW_PRIVS: {os.strerror(e)}")
+    insns = ioctl_filter()
+    arr = (_SockFilter * len(insns))(*[_SockFilter(*i) for i in insns])
+    prog = _SockFprog(len(insns), arr)
+    flags = SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+    while True:
+        fd = _libc.syscall(ctypes.c_long(SYS_seccomp), ctypes.c_long(SECCOMP_SET_MODE_FILTER),
+                           ctypes.c_long(flags), ctypes.byref(prog))
+        if fd >= 0:
+            return int(fd)
+        e = ctypes.get_errno()
+        if e == errno.EINVAL and flags & SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV:
+            flags &= ~SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV   # kernel < 5.19
+            continue
+        raise SeccompError(e, f"seccomp(SET_MODE_FILTER): {os.strerror(e)}")
+
+
+def trap_ioctls(control_path: str, timeout: float = 10.0) -> None:
+    """Launcher side: hand a new listener for this process to the daemon at ``control_path``.
+
+    Raises SeccompError (OSError) if that is not possible; once the filter
+    is installed but the daemon refused it (or answered ``off``: it runs
+    without the bridge), trapped ioctls fail with ENOSYS.
+    """
+    if not supported():
+        raise SeccompError(errno.ENOSYS, f"ioctl trapping is x86-64 only, not {platform.machine()}")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(control_path)
+        listener = install_listener()
+        try:
+            socket.send_fds(sock, [CONTROL_COMMAND], [listener])
+        finally:
+            os.close(listener)
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = sock.recv(256)
+            if not chunk:
+                break
+            reply += chunk
+    if reply.strip() == b"off":
+        return                      # the daemon serves no ioctls: they fail with ENOSYS
+    if reply.strip() != b"ok":
+        raise SeccompError(errno.EPROTO, f"the daemon did not take the ioctl listener: {reply.decode(errors='replace').strip()!r}")
+
+
+# ---------------------------------------------------------------------------
+# supervisor side
+
+
+@dataclass
+class Notification:
+    """struct seccomp_notif: one trapped syscall."""
+
+    id: int
+    pid: int
+    nr: int
+    arch: int
+    args: tuple[int, ...]
+
+
+class Listener:
+    """A seccomp notification fd (owned: closed by :meth:`close`)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buf = ctypes.create_string_buffer(_NOTIF.size)
+        self._resp = ctypes.create_string_buffer(_RESP.size)
+
+    def set_sync_wakeup(self) -> bool:
+        """SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: wake the supervisor on this CPU (kernel >= 6.6)."""
+        return _libc.ioctl(self.fd, NOTIF_SET_FLAGS, ctypes.c_void_p(SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)) == 0
+
+    def recv(self) -> Notification | None:
+        """SECCOMP_IOCTL_NOTIF_RECV; None when the notification vanished (target gone)."""
+        ctypes.memset(self._buf, 0, _NOTIF.size)
+        while _libc.ioctl(self.fd, NOTIF_RECV, self._buf) != 0:
+            e = ctypes.get_errno()
+            if e == errno.EINTR:
+                continue
+            if e == errno.ENOENT:
+                return None
+            raise OSError(e, f"SECCOMP_IOCTL_NOTIF_RECV: {os.strerror(e)}")
+        nid, pid, _flags, nr, arch, _ip, *args = _NOTIF.unpack(self._buf.raw)
+        return Notification(nid, pid, nr, arch, tuple(args))
+
+    def valid(self, nid: int) -> bool:
+        """SECCOMP_IOCTL_NOTIF_ID_VALID: the target still waits (its pid is still it)."""
+        return _libc.ioctl(self.fd, NOTIF_ID_VALID, ctypes.byref(ctypes.c_uint64(nid))) == 0
+
+    def reply(self, nid: int, value: int = 0, error: int = 0, cont: bool = False) -> bool:
+        """SECCOMP_IOCTL_NOTIF_SEND: ``error`` is a positive errno (0: return ``value``)."""
+        _RESP.pack_into(self._resp, 0, nid, 0 if error else value, -error if error else 0,
+                        SECCOMP_USER_NOTIF_FLAG_CONTINUE if cont else 0)
+        return _libc.ioctl(self.fd, NOTIF_SEND, self._resp) == 0
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class ProcessMemory:
+    """Another process's memory at ``base``, read and written in place.
+
+    ``prefetch`` bytes are read at once up front (as far as they are
+    mapped: the request is split at page boundaries, and the kernel stops
+    at the first page it cannot read), so that the many small reads of an
+    ioctl envelope cost one system call.  A read beyond what was fetched
+    goes to the process again and fails with EFAULT exactly where the
+    kernel's copy_from_user would.
+    """
+
+    PAGE = 4096
+
+    def __init__(self, pid: int, base: int, prefetch: int = 0) -> None:
+        self.pid = pid
+        self.base = base
+        self._cache = self._readv(0, prefetch) if prefetch else b""
+
+    def _iovecs(self, offset: int, length: int):
+        start = self.base + offset
+        bounds = [start]
+        nxt = (start // self.PAGE + 1) * self.PAGE
+        while nxt < start + length:
+            bounds.append(nxt)
+            nxt += self.PAGE
+        bounds.append(start + length)
+        n = len(bounds) - 1
+        remote = (_Iovec * n)(*[_Iovec(bounds[i], bounds[i + 1] - bounds[i]) for i in range(n)])
+        return remote, n
+
+    def _readv(self, offset: int, length: int) -> bytes:
+        """As many bytes as are readable, from offset on (page by page)."""
+        buf = ctypes.create_string_buffer(length)
+        local = _Iovec(ctypes.cast(buf, ctypes.c_void_p), length)
+        remote, n = self._iovecs(offset, length)
+        got = _libc.process_vm_readv(self.pid, ctypes.byref(local), 1, remote, n, 0)
+        return buf.raw[:got] if got > 0 else b""
+
+    def read(self, offset: int, length: int) -> bytes:
+        end = offset + length
+        if end <= len(self._cache):
+            return self._cache[offset:end]
+        if length == 0:
+            return b""
+        data = self._readv(offset, length)
+        if len(data) != length:
+            raise Errno(errno.EFAULT, f"read {length} bytes at {self.base + offset:#x} of {self.pid}")
+        return data
+
+    def write(self, offset: int, data: bytes) -> None:
+        if not data:
+            return
+        buf = ctypes.create_string_buffer(bytes(data), len(data))
+        local = _Iovec(ctypes.cast(buf, ctypes.c_void_p), len(data))
+        remote = _Iovec(self.base + offset, len(data))
+        n = _libc.process_vm_writev(self.pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+        if n != len(data):
+            raise Errno(errno.EFAULT, f"write {len(data)} bytes at {self.base + offset:#x} of {self.pid}")

@@ -56,7 +56,25 @@ class Machine:
             store.flush()
 
 
+def _e820(machine: Machine, spec) -> None:
+    from fakesys.kernel.nvdimm.e820 import e820_register
+    e820_register(machine, spec)
+
+
+def _virtio_pmem(machine: Machine, spec) -> None:
+    from fakesys.kernel.nvdimm.virtio_pmem import virtio_pmem_register
+    virtio_pmem_register(machine, spec)
+
+
+def _of_pmem(machine: Machine, spec) -> None:
+    from fakesys.kernel.nvdimm.of_pmem import of_pmem_register
+    of_pmem_register(machine, spec)
+
+
 # Bus providers by topology ``type``: each gets the machine and its bus spec.
 PROVIDERS = {
     "nfit": lambda machine, spec: nfit_register(machine.kernel, spec, machine._dimm_stores),
+    "e820": _e820,
+    "virtio-pmem": _virtio_pmem,
+    "of_pmem": _of_pmem,
 }

@@ -53,3 +53,30 @@ class FileStore(Memory):
     def flush(self) -> None:
         if isinstance(self._buf, np.memmap):
             self._buf.flush()
+
+
+class Slice:
+    """A window ``[offset, offset + size)`` of another store, with the same
+    interface (what a driver memremaps out of a larger range)."""
+
+    def __init__(self, store, offset: int, size: int) -> None:
+        if offset < 0 or size < 0 or offset + size > store.size:
+            raise ValueError(f"slice [{offset:#x}, +{size:#x}) outside a {store.size:#x}-byte store")
+        self.store = store
+        self.offset = offset
+        self.size = size
+
+    def _check(self, offset: int, length: int) -> None:
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise ValueError(f"access [{offset:#x}, +{length:#x}) outside a {self.size:#x}-byte slice")
+
+    def read(self, offset: int, length: int) -> bytes:
+        self._check(offset, length)
+        return self.store.read(self.offset + offset, length)
+
+    def write(self, offset: int, data: bytes) -> None:
+        self._check(offset, len(data))
+        self.store.write(self.offset + offset, data)
+
+    def flush(self) -> None:
+        self.store.flush()

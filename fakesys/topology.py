@@ -135,8 +135,109 @@ def _nfit_bus(b: dict) -> BusSpec:
     return bus
 
 
+# -- platform pmem: e820 (memmap=), virtio-pmem, of_pmem ----------------------
+
+@dataclass
+class PmemRangeSpec:
+    """A range of system physical address space without DIMMs behind it."""
+
+    start: int
+    size: int
+    numa_node: int = 0
+    target_node: int = 0
+    ramdax: bool = False           # a RAM carve-out meant to be bound to ramdax (6.19)
+
+
+@dataclass
+class E820BusSpec:
+    """Legacy pmem (E820 type 12 / ``memmap=nn!ss``): one platform device
+    ``e820_pmem`` for all ranges.  ``driver_override`` presets the device's
+    override at boot (as driverctl does), e.g. "ramdax"."""
+
+    type: str = "e820"
+    ranges: list[PmemRangeSpec] = field(default_factory=list)
+    driver_override: str | None = None
+
+
+@dataclass
+class VirtioPmemSpec:
+    """One virtio-pmem-pci device: its PCI function and virtio index."""
+
+    type: str = "virtio-pmem"
+    start: int = 0
+    size: int = 0
+    pci: str = "0000:00:04.0"
+    index: int = 0                 # virtioN
+    numa_node: int = -1
+    target_node: int = 0
+
+
+@dataclass
+class OfPmemSpec:
+    """One device-tree ``pmem-region`` node: one platform device, a region per ``reg``."""
+
+    type: str = "of_pmem"
+    node: str = ""                 # node name, default "pmem@<first reg start>"
+    compatible: str = "pmem-region"
+    volatile: bool = False
+    numa_node: int = -1            # numa-node-id property; -1: none
+    ranges: list[PmemRangeSpec] = field(default_factory=list)
+    driver_override: str | None = None
+
+
+def _range(r: dict) -> PmemRangeSpec:
+    spec = PmemRangeSpec(start=parse_size(r["start"]), size=parse_size(r["size"]))
+    for key, value in r.items():
+        if key in ("start", "size"):
+            continue
+        if not hasattr(spec, key):
+            raise ValueError(f"unknown range key {key!r}")
+        setattr(spec, key, value)
+    if spec.size <= 0:
+        raise ValueError(f"range at {spec.start:#x} has no size")
+    return spec
+
+
+def _check_keys(b: dict, allowed: set[str], what: str) -> None:
+    unknown = set(b) - allowed - {"type"}
+    if unknown:
+        raise ValueError(f"unknown {what} bus keys {sorted(unknown)}")
+
+
+def _e820_bus(b: dict) -> E820BusSpec:
+    _check_keys(b, {"range", "driver_override"}, "e820")
+    bus = E820BusSpec(ranges=[_range(r) for r in b.get("range", [])],
+                      driver_override=b.get("driver_override"))
+    if not bus.ranges:
+        raise ValueError("an e820 bus needs at least one [[bus.range]]")
+    return bus
+
+
+def _virtio_pmem_bus(b: dict) -> VirtioPmemSpec:
+    _check_keys(b, {"start", "size", "pci", "index", "numa_node", "target_node"}, "virtio-pmem")
+    spec = VirtioPmemSpec(start=parse_size(b["start"]), size=parse_size(b["size"]))
+    for key in ("pci", "index", "numa_node", "target_node"):
+        if key in b:
+            setattr(spec, key, b[key])
+    return spec
+
+
+def _of_pmem_bus(b: dict) -> OfPmemSpec:
+    _check_keys(b, {"node", "compatible", "volatile", "numa_node", "reg", "driver_override"}, "of_pmem")
+    spec = OfPmemSpec(ranges=[_range(r) for r in b.get("reg", [])])
+    for key in ("node", "compatible", "volatile", "numa_node", "driver_override"):
+        if key in b:
+            setattr(spec, key, b[key])
+    if not spec.ranges:
+        raise ValueError("an of_pmem bus needs at least one [[bus.reg]]")
+    if not spec.node:
+        spec.node = f"pmem@{spec.ranges[0].start:x}"
+    return spec
+
+
 # [[bus]] parsers by ``type``; providers of other bus types add theirs here.
-BUS_PARSERS = {"nfit": _nfit_bus}
+BUS_PARSERS = {"nfit": _nfit_bus, "e820": _e820_bus, "virtio-pmem": _virtio_pmem_bus,
+               "of_pmem": _of_pmem_bus}
 
 
 def parse(text: str, source: str = "") -> Topology:

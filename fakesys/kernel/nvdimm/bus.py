@@ -190,5 +190,10 @@ class Nd:
         return bus
 
     def bus_unregister(self, bus: NvdimmBus) -> None:
+        """nvdimm_bus_unregister(): the bus and everything below it go; their
+        ids are free again (the kernel's release functions ida_free them)."""
+        regions, dimms = bus.regions(), bus.nvdimms()
         self.kernel.device_del(bus)
+        self.region_ids.difference_update(r.id for r in regions)
+        self.dimm_ids.difference_update(d.id for d in dimms)
         self.bus_ids.discard(bus.id)

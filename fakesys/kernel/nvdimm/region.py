@@ -73,6 +73,7 @@ class RegionDesc:
     provider_groups: tuple = ()
     media: object = None           # byte store for regions without DIMMs
     interleave_granularity: int = 4096
+    volatile: bool = False         # nvdimm_volatile_region_create(): an nd_volatile region
 
 
 class Region(NdDevice):
@@ -80,7 +81,7 @@ class Region(NdDevice):
 
     def __init__(self, kernel: "Kernel", bus: NvdimmBus, id: int, desc: RegionDesc) -> None:
         super().__init__(kernel, f"region{id}", bus, bus=bus.nd.bus)
-        self.type = PMEM_REGION_TYPE
+        self.type = VOLATILE_REGION_TYPE if desc.volatile else PMEM_REGION_TYPE
         self.nd_type = ND_DEVICE_REGION_PMEM
         self.id = id
         self.nvdimm_bus = bus
@@ -359,6 +360,7 @@ MAPPING_GROUP = AttributeGroup(
 )
 
 PMEM_REGION_TYPE = DeviceType("nd_pmem", [ND_DEVICE_GROUP, REGION_GROUP, ND_NUMA_GROUP, MAPPING_GROUP])
+VOLATILE_REGION_TYPE = DeviceType("nd_volatile", PMEM_REGION_TYPE.groups)
 
 
 class NdRegionDriver(Driver):

@@ -1,0 +1,122 @@
+"""Legacy persistent memory: the ``e820_pmem`` platform device and the
+``e820_pmem`` driver of module ``nd_e820`` (drivers/nvdimm/e820.c, with
+the device side of arch/x86/kernel/pmem.c).
+
+The firmware's E820 type-12 ranges, or RAM the command line turned into
+them (``memmap=nn!ss``), are iomem resources of the kind "persistent
+memory (legacy)".  If there is at least one, x86 registers a single
+platform device ``e820_pmem`` (no instance id, no resources of its own).
+Its driver registers an nd bus with provider ``e820`` and no command
+handler, and one region per range: label-less (no DIMMs, no interleave
+set), ND_REGION_PAGEMAP, whose only namespace is the io namespace
+covering the whole range.  Unbinding the driver unregisters the bus with
+everything on it.  The ranges themselves stay; another driver (ramdax,
+through ``driver_override``) may claim them.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fakesys.kernel.base.core import Device, Driver
+from fakesys.kernel.base.platform import PlatformDevice, platform_bus
+from fakesys.kernel.nvdimm.region import RegionDesc, region_create
+
+if TYPE_CHECKING:
+    from fakesys.kernel.kernel import Kernel
+    from fakesys.machine import Machine
+    from fakesys.topology import E820BusSpec
+
+
+@dataclass
+class PmemRange:
+    """A struct resource of pmem without DIMMs: its SPA range, the nodes
+    it belongs to and the byte store behind it (the media).  ``ramdax``
+    records that the topology meant the range for the ramdax driver."""
+
+    start: int
+    size: int
+    numa_node: int
+    target_node: int
+    store: object
+    ramdax: bool = False
+
+    @property
+    def end(self) -> int:
+        return self.start + self.size - 1
+
+
+# IORES_DESC_PERSISTENT_MEMORY_LEGACY resources, per kernel, in address order
+_LEGACY: "weakref.WeakKeyDictionary[Kernel, list[PmemRange]]" = weakref.WeakKeyDictionary()
+
+
+def legacy_ranges(kernel: "Kernel") -> list[PmemRange]:
+    """walk_iomem_res_desc(IORES_DESC_PERSISTENT_MEMORY_LEGACY, ...)."""
+    return sorted(_LEGACY.get(kernel, []), key=lambda r: r.start)
+
+
+def add_legacy_range(kernel: "Kernel", rng: PmemRange) -> None:
+    ranges = _LEGACY.setdefault(kernel, [])
+    for other in ranges:
+        if rng.start <= other.end and other.start <= rng.end:
+            raise ValueError(f"legacy pmem range {rng.start:#x}-{rng.end:#x} overlaps "
+                             f"{other.start:#x}-{other.end:#x}")
+    ranges.append(rng)
+
+
+class E820PmemDriver(Driver):
+    """``e820_pmem`` (module nd_e820): one nd bus, one region per legacy range."""
+
+    name = "e820_pmem"
+    module = "nd_e820"
+
+    def probe(self, dev: Device) -> None:
+        assert isinstance(dev, PlatformDevice)
+        nd = self.kernel.nd
+        bus = nd.bus_register(dev, "e820")
+        dev.drvdata = bus
+        for rng in legacy_ranges(self.kernel):
+            region_create(bus, RegionDesc(start=rng.start, size=rng.size, numa_node=rng.numa_node,
+                                          target_node=rng.target_node, pagemap=True, media=rng.store))
+
+    def remove(self, dev: Device) -> None:
+        assert isinstance(dev, PlatformDevice)
+        if dev.drvdata is not None:
+            self.kernel.nd.bus_unregister(dev.drvdata)
+            dev.drvdata = None
+
+
+def register_driver(kernel: "Kernel", drv_cls: type[Driver]) -> Driver:
+    """platform_driver_register() once per boot (module load)."""
+    bus = platform_bus(kernel)
+    drv = bus.drivers.get(drv_cls.name)
+    if drv is None:
+        drv = kernel.driver_register(drv_cls(kernel, bus))
+    return drv
+
+
+def e820_register(machine: "Machine", spec: "E820BusSpec") -> PlatformDevice:
+    """Boot with ``spec``'s legacy ranges: the resources, the ``e820_pmem``
+    device (with the override a boot-time tool such as driverctl would
+    set), then the drivers that may bind it (nd_e820, and ramdax where the
+    kernel has it, loaded but binding nothing by itself)."""
+    kernel = machine.kernel
+    if any(r.ramdax for r in spec.ranges) and not kernel.version.has_ramdax:
+        raise ValueError(f"ranges meant for ramdax need kernel 6.19 or later, not {kernel.version}")
+    if platform_bus(kernel).devices.get("e820_pmem") is not None:
+        raise ValueError("only one e820 bus per machine: list all ranges in it")
+    for r in spec.ranges:
+        store = machine.store(f"e820-{r.start:x}.pmem", r.size)
+        add_legacy_range(kernel, PmemRange(r.start, r.size, r.numa_node, r.target_node, store, r.ramdax))
+    dev = PlatformDevice(kernel, "e820_pmem")
+    dev.driver_override = spec.driver_override or None
+    kernel.device_add(dev, probe=False)
+    register_driver(kernel, E820PmemDriver)
+    if kernel.version.has_ramdax:
+        from fakesys.kernel.nvdimm.ramdax import RamdaxDriver
+        register_driver(kernel, RamdaxDriver)
+    if dev.driver is None:
+        kernel.device_attach(dev)
+    return dev

@@ -1,0 +1,120 @@
+"""Device-tree pmem (drivers/nvdimm/of_pmem.c): ``pmem-region`` nodes.
+
+Each node becomes a platform device when the tree is populated, named as
+of_device_make_bus_id() names nodes with a translatable ``reg``: the first
+address in hex, a dot, the node name without its unit address
+(``pmem@100000000`` -> ``100000000.pmem``), under /sys/devices/platform.
+The ``of_pmem`` driver (matched through its OF table: ``pmem-region`` and
+``pmem-region-v2``) registers an nd bus whose provider is that device
+name, then a region per ``reg`` entry: ND_REGION_PAGEMAP, on the device's
+node (numa and target alike), label-less.  A node with the ``volatile``
+property gets nd_volatile regions; any other gets pmem regions with
+ND_REGION_PERSIST_MEMCTRL (``persistence_domain`` reads
+``memory_controller``).
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from typing import TYPE_CHECKING
+
+from fakesys.errors import Errno
+from fakesys.kernel.base.core import Device, Driver
+from fakesys.kernel.base.platform import OfNode, PlatformDevice, platform_bus
+from fakesys.kernel.nvdimm.e820 import PmemRange, register_driver
+from fakesys.kernel.nvdimm.region import RegionDesc, region_create
+from fakesys.sysfs.kernfs import Dir, File, Link
+
+if TYPE_CHECKING:
+    from fakesys.kernel.kernel import Kernel
+    from fakesys.machine import Machine
+    from fakesys.topology import OfPmemSpec
+
+OF_MATCH_TABLE = ("pmem-region", "pmem-region-v2")
+
+
+class OfPmemDriver(Driver):
+    """``of_pmem`` (module of_pmem)."""
+
+    name = "of_pmem"
+    module = "of_pmem"
+    of_match_table = OF_MATCH_TABLE
+
+    def probe(self, dev: Device) -> None:
+        assert isinstance(dev, PlatformDevice)
+        node = dev.of_node
+        if node is None:
+            raise Errno(errno.ENXIO, f"{dev.name} has no device-tree node")
+        bus = self.kernel.nd.bus_register(dev, dev.id_name)
+        dev.drvdata = bus
+        volatile = "volatile" in node.properties
+        for rng in dev.resources:
+            region_create(bus, RegionDesc(start=rng.start, size=rng.size, numa_node=dev.numa,
+                                          target_node=dev.numa, pagemap=True, media=rng.store,
+                                          volatile=volatile, persist_memctrl=not volatile))
+
+    def remove(self, dev: Device) -> None:
+        assert isinstance(dev, PlatformDevice)
+        if dev.drvdata is not None:
+            self.kernel.nd.bus_unregister(dev.drvdata)
+            dev.drvdata = None
+
+
+def bus_id(node: OfNode, first_address: int) -> str:
+    """of_device_make_bus_id() for a node directly below the root."""
+    return f"{first_address:x}.{node.short_name}"
+
+
+def _fdt_node_dir(kernel: "Kernel", node: OfNode, ranges: list[PmemRange]) -> Dir:
+    """/sys/firmware/devicetree/base/NODE with the node's properties as the
+    flattened tree holds them (strings NUL-terminated, cells big-endian,
+    #address-cells = #size-cells = 2)."""
+    base = kernel.sys.mkdir("firmware").mkdir("devicetree").mkdir("base")
+    d = base.mkdir(node.name)
+    props: dict[str, bytes] = {
+        "name": node.short_name.encode() + b"\0",
+        "compatible": b"".join(c.encode() + b"\0" for c in node.compatible),
+        "reg": b"".join(struct.pack(">QQ", r.start, r.size) for r in ranges),
+    }
+    for key, value in node.properties.items():
+        if key == "numa-node-id":
+            props[key] = struct.pack(">I", value)
+        else:
+            props[key] = b"" if value is True else bytes(value)
+    for key in sorted(props):
+        if d.get(key) is None:
+            d.add(File(key, 0o444, lambda v=props[key]: v))
+    return d
+
+
+def of_pmem_register(machine: "Machine", spec: "OfPmemSpec") -> PlatformDevice:
+    """of_platform_populate() for one ``pmem-region`` node, then the drivers
+    (of_pmem, and ramdax where the kernel has it) as their modules load."""
+    kernel = machine.kernel
+    if any(r.ramdax for r in spec.ranges) and not kernel.version.has_ramdax:
+        raise ValueError(f"ranges meant for ramdax need kernel 6.19 or later, not {kernel.version}")
+    props: dict = {}
+    if spec.volatile:
+        props["volatile"] = True
+    if spec.numa_node >= 0:
+        props["numa-node-id"] = spec.numa_node
+    node = OfNode(spec.node, [spec.compatible], props)
+    ranges = []
+    for r in spec.ranges:
+        store = machine.store(f"of-{r.start:x}.pmem", r.size)
+        ranges.append(PmemRange(r.start, r.size, spec.numa_node, spec.numa_node, store, r.ramdax))
+    name = bus_id(node, ranges[0].start)
+    if name in platform_bus(kernel).devices:
+        raise ValueError(f"two device-tree nodes make platform device {name}")
+    dev = PlatformDevice(kernel, name, numa_node=spec.numa_node, of_node=node, resources=ranges)
+    dev.driver_override = spec.driver_override or None
+    kernel.device_add(dev, probe=False)
+    dev.kobj.add(Link("of_node", _fdt_node_dir(kernel, node, ranges)))
+    register_driver(kernel, OfPmemDriver)
+    if kernel.version.has_ramdax:
+        from fakesys.kernel.nvdimm.ramdax import RamdaxDriver
+        register_driver(kernel, RamdaxDriver)
+    if dev.driver is None:
+        kernel.device_attach(dev)
+    return dev

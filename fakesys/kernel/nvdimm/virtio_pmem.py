@@ -1,0 +1,75 @@
+"""virtio-pmem (drivers/nvdimm/virtio_pmem.c, nd_virtio.c): a virtio
+device whose configuration space names a range of guest physical memory
+the host backs with a file.
+
+The ``virtio_pmem`` driver registers an nd bus with provider
+``virtio-pmem`` under the virtio device and one label-less region over
+the range: ND_REGION_PAGEMAP and ND_REGION_ASYNC, with the flush going
+to the host over the virtqueue (``async_pmem_flush``).  The region has
+no mappings, so ``deep_flush`` is hidden and its namespace is the io
+namespace over the whole range.  The node the region belongs to is the
+one of the memory block the range would be hot-added to; the target node
+falls back to it when the address has none.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fakesys.kernel.base.core import Device, Driver
+from fakesys.kernel.nvdimm.region import RegionDesc, region_create
+from fakesys.kernel.virtio import (
+    VIRTIO_DEV_ANY_ID, VIRTIO_ID_PMEM, VirtioDevice, pci_function_dir, register_virtio_device,
+    virtio_bus,
+)
+
+if TYPE_CHECKING:
+    from fakesys.machine import Machine
+    from fakesys.topology import VirtioPmemSpec
+
+# What QEMU 7.2's virtio-pmem-pci and the 6.1 driver end up with: ring
+# features INDIRECT_DESC (28) and EVENT_IDX (29), VERSION_1 (32) and
+# RING_RESET (40); no VIRTIO_PMEM_F_SHMEM_REGION.
+QEMU_FEATURES = (1 << 28) | (1 << 29) | (1 << 32) | (1 << 40)
+
+
+class VirtioPmemDriver(Driver):
+    """``virtio_pmem`` (module virtio_pmem)."""
+
+    name = "virtio_pmem"
+    module = "virtio_pmem"
+    id_table = ((VIRTIO_ID_PMEM, VIRTIO_DEV_ANY_ID),)
+
+    def probe(self, dev: Device) -> None:
+        assert isinstance(dev, VirtioDevice)
+        cfg = dev.config
+        bus = self.kernel.nd.bus_register(dev, "virtio-pmem")
+        dev.drvdata = bus
+        numa = cfg["numa_node"]
+        target = cfg["target_node"] if cfg["target_node"] != -1 else numa
+        region_create(bus, RegionDesc(start=cfg["start"], size=cfg["size"], numa_node=numa,
+                                      target_node=target, pagemap=True, async_flush=True,
+                                      media=cfg["store"]))
+
+    def remove(self, dev: Device) -> None:
+        assert isinstance(dev, VirtioDevice)
+        if dev.drvdata is not None:
+            self.kernel.nd.bus_unregister(dev.drvdata)
+            dev.drvdata = None
+
+
+def virtio_pmem_register(machine: "Machine", spec: "VirtioPmemSpec") -> VirtioDevice:
+    """A virtio-pmem-pci function found at boot, and its driver (module load)."""
+    kernel = machine.kernel
+    store = machine.store(f"virtio-pmem-{spec.start:x}.pmem", spec.size)
+    parent = pci_function_dir(kernel, spec.pci)
+    dev = VirtioDevice(kernel, spec.index, parent, VIRTIO_ID_PMEM, features=QEMU_FEATURES,
+                       config={"start": spec.start, "size": spec.size, "store": store,
+                               "numa_node": spec.numa_node, "target_node": spec.target_node})
+    bus = virtio_bus(kernel)
+    if dev.name in bus.devices:
+        raise ValueError(f"two virtio devices named {dev.name}: give each virtio-pmem bus its own index")
+    register_virtio_device(kernel, dev)
+    if "virtio_pmem" not in bus.drivers:
+        kernel.driver_register(VirtioPmemDriver(kernel, bus))
+    return dev

@@ -49,4 +49,32 @@ class KernelVersion:
 
     @property
     def hmem_defaults_to_kmem(self) -> bool:
+        """dax_hmem marks its regions IORESOURCE_DAX_KMEM from 6.3, so their
+        devices bind to kmem; 6.1 binds them to device_dax (golden hmem)."""
         return self.at_least("6.3")
+
+    @property
+    def dax_match_by_type(self) -> bool:
+        """dax_bus_match(): from 6.3 a driver matches by region type (kmem for
+        KMEM regions, device_dax for the others) or by new_id; before, the
+        device_dax driver matched every device (match_always) and kmem only
+        the names written to its new_id."""
+        return self.at_least("6.3")
+
+    @property
+    def hmem_platform_device(self) -> bool:
+        """6.3 moved hmem device creation into dax_hmem: a ``hmem_platform.0``
+        device and driver create the ``hmem.N`` devices; 6.1 has neither."""
+        return self.at_least("6.3")
+
+    @property
+    def dax_memmap_on_memory(self) -> bool:
+        """The dax device attribute ``memmap_on_memory`` appeared in 6.8."""
+        return self.at_least("6.8")
+
+    @property
+    def dax_mapping_misaligned_is_noop(self) -> bool:
+        """From 6.9 a ``mapping`` write whose length is not aligned returns
+        success without allocating (the rc = -ENXIO initialisation went away
+        with the rwsem conversion); before it failed with ENXIO."""
+        return self.at_least("6.9")

@@ -1,14 +1,16 @@
 """``dax_pmem`` (drivers/dax/pmem.c): binds an nd dax claim and publishes a
 static dax region with one device over the namespace's data area.
+
+The region id is the nd region's, the device id the namespace's (so the
+nd claim ``dax0.1`` of ``namespace0.0`` has the dax device ``dax0.0``),
+the align is the info block's.
 """
 
 from __future__ import annotations
 
-import errno
-
 from fakesys.errors import Errno
 from fakesys.kernel.base.core import Device, Driver
-from fakesys.kernel.dax.bus import DAX_REGION_GROUP, DaxRegion
+from fakesys.kernel.dax.bus import alloc_dax_region, dax_region_unregister
 from fakesys.kernel.nvdimm.bus import ND_DEVICE_DAX_PMEM
 
 
@@ -25,26 +27,16 @@ class DaxPmemDriver(Driver):
         start = sb.data_resource(ns.res_start)
         size = sb.data_size(ns.res_size)
         region = dev.region
-        dax_region = DaxRegion(region.id, start, size, sb.effective_align(),
-                               region.target_node(), static=True, host=dev)
-        dev.dax_region = dax_region
-        dev.groups.append(DAX_REGION_GROUP)
-        dev.refresh_group(DAX_REGION_GROUP)
+        dax_region = alloc_dax_region(self.kernel, dev, region.id, start, size, region.target_node(),
+                                      sb.effective_align(), static=True)
         try:
-            dax_region.devices_created = self.kernel.dax.create_dev_dax(
-                dax_region, ns.id if hasattr(ns, "id") else 0, start, size, region.numa_node())
+            self.kernel.dax.create_dev_dax(dax_region, getattr(ns, "id", 0), size)
         except Errno:
             self.remove(dev)
             raise
 
     def remove(self, dev: Device) -> None:
         region = getattr(dev, "dax_region", None)
-        if region is None:
-            return
-        for dev_dax in list(region.devices):
-            self.kernel.dax.remove_dev_dax(dev_dax)
-        if dev.kobj is not None:
-            dev.kobj.remove("dax_region")
-        dev.groups.remove(DAX_REGION_GROUP)
-        dev.dax_region = None
+        if region is not None:
+            dax_region_unregister(region)
         dev.sb = None

@@ -1,0 +1,44 @@
+"""``device_dax`` (drivers/dax/device.c): a dax device as a char device.
+
+Probe claims each range of the device (request_mem_region, named after
+the device) and makes the char device live; a range someone else holds
+(memory kmem could not give back) is EBUSY.  Remove undoes both.  While
+a device is not live, /dev/daxR.N has no driver behind it: the data path
+refuses to open it (ENXIO, as chrdev_open does without a cdev).
+
+Before 6.3 this driver matches every dax device (match_always); from 6.3
+it matches the devices of non-KMEM regions (see DaxBus.match).
+"""
+
+from __future__ import annotations
+
+import errno
+
+from fakesys.errors import Errno
+from fakesys.kernel.base.core import Device
+from fakesys.kernel.dax.bus import DaxDriver, DevDax
+
+
+class DeviceDaxDriver(DaxDriver):
+    name = "device_dax"
+    match_always = True
+
+    def probe(self, dev: Device) -> None:
+        assert isinstance(dev, DevDax)
+        dax = self.kernel.dax
+        claimed = []
+        for rng in dev.ranges:
+            if not dax.request_mem_region(rng.start, rng.size, dev.name):
+                for start, size in claimed:
+                    dax.release_mem_region(start, size)
+                raise Errno(errno.EBUSY, f"{dev.name}: {rng.start:#x}-{rng.end:#x} could not reserve range")
+            claimed.append((rng.start, rng.size))
+        dev.claimed = claimed
+        dev.live = True
+
+    def remove(self, dev: Device) -> None:
+        assert isinstance(dev, DevDax)
+        dev.live = False
+        for start, size in getattr(dev, "claimed", ()):
+            self.kernel.dax.release_mem_region(start, size)
+        dev.claimed = []

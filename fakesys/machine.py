@@ -29,6 +29,9 @@ class Machine:
         devtmpfs.setup(self.kernel)
         for bus in topology.buses:
             PROVIDERS[bus.type](self, bus)
+        for name, spec in topology.sections.items():
+            if name in SECTION_PROVIDERS:
+                SECTION_PROVIDERS[name](self, spec)
 
     def _store(self, name: str, size: int):
         if self.state_dir:
@@ -77,4 +80,16 @@ PROVIDERS = {
     "e820": _e820,
     "virtio-pmem": _virtio_pmem,
     "of_pmem": _of_pmem,
+}
+
+
+def _soft_reserved(machine: Machine, ranges) -> None:
+    from fakesys.kernel.dax.hmem import hmem_init
+    hmem_init(machine.kernel, ranges)
+
+
+# Providers of other top-level tables (parsed by topology.SECTION_PARSERS),
+# registered after the buses, in file order.
+SECTION_PROVIDERS = {
+    "soft_reserved": _soft_reserved,
 }

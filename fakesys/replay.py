@@ -66,6 +66,7 @@ DEVICES = os.path.join(ROOT, "devices")
 # golden scenario name -> topology (file under devices/) that reproduces its machine
 DEFAULT_TOPOLOGIES = {
     "nfit": "qemu-nvdimm.toml",
+    "hmem": "qemu-hmem.toml",
 }
 
 DUMP_EXCLUDE = ("/sys/devices/system/memory", "/sys/devices/system/node")

@@ -240,6 +240,41 @@ BUS_PARSERS = {"nfit": _nfit_bus, "e820": _e820_bus, "virtio-pmem": _virtio_pmem
                "of_pmem": _of_pmem_bus}
 
 
+# -- soft-reserved memory (dax_hmem) -------------------------------------------
+
+@dataclass
+class SoftReservedSpec:
+    """A range of "specific purpose" memory (EFI_MEMORY_SP, or e820 type
+    0xefffffff from ``memmap=nn%ss-1+0xefffffff``): dax_hmem makes a dax
+    region of it.  ``numa_node`` is where the kernel puts the ``hmem.N``
+    device (numa_map_to_online_node of the target); default: the target."""
+
+    start: int
+    size: int
+    target_node: int = 0
+    numa_node: int | None = None
+
+
+def _soft_reserved(items: list) -> list[SoftReservedSpec]:
+    out = []
+    for r in items:
+        unknown = set(r) - {"start", "size", "target_node", "numa_node"}
+        if unknown:
+            raise ValueError(f"unknown soft_reserved keys {sorted(unknown)}")
+        spec = SoftReservedSpec(start=parse_size(r["start"]), size=parse_size(r["size"]),
+                                target_node=int(r.get("target_node", 0)),
+                                numa_node=int(r["numa_node"]) if "numa_node" in r else None)
+        if spec.size <= 0:
+            raise ValueError(f"soft_reserved range at {spec.start:#x} has no size")
+        out.append(spec)
+    return out
+
+
+# Other top-level tables that are parsed here for their providers
+# (machine.SECTION_PROVIDERS); unknown ones stay raw in Topology.sections.
+SECTION_PARSERS = {"soft_reserved": _soft_reserved}
+
+
 def parse(text: str, source: str = "") -> Topology:
     data = tomllib.loads(text)
     topo = Topology(kernel=str(data.get("kernel", NEWEST)), source=source)
@@ -248,7 +283,8 @@ def parse(text: str, source: str = "") -> Topology:
         if kind not in BUS_PARSERS:
             raise ValueError(f"unknown bus type {kind!r} (known: {', '.join(sorted(BUS_PARSERS))})")
         topo.buses.append(BUS_PARSERS[kind](b))
-    topo.sections = {k: v for k, v in data.items() if k not in ("kernel", "bus")}
+    topo.sections = {k: SECTION_PARSERS[k](v) if k in SECTION_PARSERS else v
+                     for k, v in data.items() if k not in ("kernel", "bus")}
     return topo
 
 

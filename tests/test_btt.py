@@ -9,43 +9,14 @@ import pytest
 from fakesys.kernel.nvdimm import btt
 from fakesys.kernel.nvdimm.btt import BttSuperblock, ClaimClass
 
+from conftest import MemIO
+
 KiB = 1 << 10
 MiB = 1 << 20
 
 NS_UUID = uuid.UUID("4df80df8-486b-4727-8a9d-f4658d6146cf")
 BTT_UUID = uuid.UUID("8aef4d58-28dd-4d31-967e-765c04a19608")
 
-
-class MemIO:
-    """Sparse in-memory namespace media (4 KiB pages, zero when untouched)."""
-
-    def __init__(self, size):
-        self.size = size
-        self.pages = {}
-        self.writes = 0
-
-    def read(self, off, n):
-        assert 0 <= off and off + n <= self.size
-        out = bytearray()
-        while n:
-            pg, po = divmod(off, 4096)
-            k = min(n, 4096 - po)
-            out += self.pages.get(pg, bytes(4096))[po:po + k]
-            off += k
-            n -= k
-        return bytes(out)
-
-    def write(self, off, data):
-        assert 0 <= off and off + len(data) <= self.size
-        self.writes += 1
-        data = memoryview(bytes(data))
-        while data:
-            pg, po = divmod(off, 4096)
-            k = min(len(data), 4096 - po)
-            page = self.pages.setdefault(pg, bytearray(4096))
-            page[po:po + k] = data[:k]
-            off += k
-            data = data[k:]
 
 
 # --------------------------------------------------------------------------

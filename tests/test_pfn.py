@@ -9,43 +9,14 @@ import pytest
 from fakesys.kernel.nvdimm import pfn
 from fakesys.kernel.nvdimm.pfn import DAX_SIG, PFN_SIG, PfnMode, PfnSuperblock
 
+from conftest import MemIO
+
 MiB = 1 << 20
 GiB = 1 << 30
 
 NS_UUID = uuid.UUID("0f612cf9-5295-42ab-a401-75f4d834e31c")
 PFN_UUID = uuid.UUID("6bfa5b2f-3b0c-4b93-9d3b-44e8b5d7a1a0")
 
-
-class MemIO:
-    """Sparse in-memory namespace media (4 KiB pages, zero when untouched)."""
-
-    def __init__(self, size):
-        self.size = size
-        self.pages = {}
-        self.writes = 0
-
-    def read(self, off, n):
-        assert 0 <= off and off + n <= self.size
-        out = bytearray()
-        while n:
-            pg, po = divmod(off, 4096)
-            k = min(n, 4096 - po)
-            out += self.pages.get(pg, bytes(4096))[po:po + k]
-            off += k
-            n -= k
-        return bytes(out)
-
-    def write(self, off, data):
-        assert 0 <= off and off + len(data) <= self.size
-        self.writes += 1
-        data = memoryview(bytes(data))
-        while data:
-            pg, po = divmod(off, 4096)
-            k = min(len(data), 4096 - po)
-            page = self.pages.setdefault(pg, bytearray(4096))
-            page[po:po + k] = data[:k]
-            off += k
-            data = data[k:]
 
 
 def ref_fletcher64(data):

@@ -52,7 +52,7 @@ def _check_nd_bus(dev) -> list[str]:
 
 def _check_region(region) -> list[str]:
     from fakesys.kernel.nvdimm.bus import ND_DEVICE_NAMESPACE_PMEM
-    from fakesys.kernel.nvdimm.dimm import _LsaIo, label_id
+    from fakesys.kernel.nvdimm.dimm import LsaIo, label_id
     from fakesys.kernel.nvdimm.label import LabelArea
     from fakesys.kernel.nvdimm.namespace import NamespacePmem
     out: list[str] = []
@@ -80,7 +80,7 @@ def _check_region(region) -> list[str]:
         ndd = m.nvdimm.ndd
         if ndd is None or ndd.labels is None:
             continue
-        media = LabelArea(_LsaIo(m.nvdimm.lsa))  # what is on media, not the driver's copy
+        media = LabelArea(LsaIo(m.nvdimm.lsa))  # what is on media, not the driver's copy
         if not media.validate():
             if wanted:
                 out.append(f"{m.nvdimm.name}: no valid label index but namespaces exist")

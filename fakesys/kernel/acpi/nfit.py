@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from fakesys.kernel.base.core import RO, RW, Attribute, AttributeGroup, Bus, Device, Driver
 from fakesys.kernel.nvdimm.bus import BUS_CMD_NAMES, DIMM_CMD_NAMES, NvdimmBus
-from fakesys.kernel.nvdimm.dimm import Nvdimm
+from fakesys.kernel.nvdimm.dimm import LsaIo, Nvdimm
 from fakesys.kernel.nvdimm.label import LabelArea, NfitSetInfo, interleave_set_cookies
 from fakesys.kernel.nvdimm.region import InterleaveSet, Mapping, RegionDesc, region_create
 from fakesys.kernel.parse import kstrtoint
@@ -183,8 +183,8 @@ def nfit_register(kernel: "Kernel", spec: BusSpec, stores) -> NvdimmBus:
     dimms: dict[str, Nvdimm] = {}
     for dspec in sorted(spec.dimms, key=lambda d: d.handle):
         lsa, media = stores(dspec)
-        if dspec.labels != "blank" and lsa is not None and not LabelArea(_Io(lsa)).validate():
-            LabelArea(_Io(lsa)).ndctl_init(128 if dspec.labels == "v1.1" else 256)
+        if dspec.labels != "blank" and lsa is not None and not LabelArea(LsaIo(lsa)).validate():
+            LabelArea(LsaIo(lsa)).ndctl_init(128 if dspec.labels == "v1.1" else 256)
         dimm = Nvdimm(kernel, bus, nd.ida_get(nd.dimm_ids), cmd_mask=_cmd_mask(dspec.commands, DIMM_CMD_NAMES),
                       lsa=lsa, media=media, max_xfer=dspec.max_xfer,
                       unarmed="not_armed" in dspec.flags, provider_groups=[_nfit_dimm_group(dspec)])
@@ -216,15 +216,3 @@ def nfit_register(kernel: "Kernel", spec: BusSpec, stores) -> NvdimmBus:
 
 # NFIT_SPA_PM: 66f0d379-b4f3-4074-ac43-0d3318b78cdb, in GUID byte order
 _SPA_PM_GUID = bytes.fromhex("79d3f066f3b47440ac430d3318b78cdb")
-
-
-class _Io:
-    def __init__(self, store) -> None:
-        self.store = store
-        self.config_size = store.size
-
-    def read(self, offset: int, length: int) -> bytes:
-        return self.store.read(offset, length)
-
-    def write(self, offset: int, data: bytes) -> None:
-        self.store.write(offset, data)

@@ -108,7 +108,7 @@ DIMM_GROUP = AttributeGroup([
 ])
 
 
-class _LsaIo:
+class LsaIo:
     """The label area as the kernel reaches it (GET/SET_CONFIG_DATA)."""
 
     def __init__(self, store) -> None:
@@ -133,7 +133,7 @@ class NvdimmDriver(Driver):
         assert isinstance(dev, Nvdimm)
         labels = None
         if dev.has_labels_cmds():
-            labels = LabelArea(_LsaIo(dev.lsa))
+            labels = LabelArea(LsaIo(dev.lsa))
             if labels.validate():
                 dev.labeling = True  # sticky: nothing ever clears it
         elif dev.labeling:

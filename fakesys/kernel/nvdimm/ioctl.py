@@ -502,5 +502,9 @@ _NFIT = AcpiNfitCtl()
 
 
 def provider_ctl(bus) -> AcpiNfitCtl | None:
-    """nd_desc->ndctl of a bus: only ACPI NFIT buses have one here."""
+    """nd_desc->ndctl of a bus: ACPI NFIT's, or the handler a provider set
+    on its bus (``ndctl_handler``, e.g. ramdax's); None: the bus has none."""
+    handler = getattr(bus, "ndctl_handler", None)
+    if handler is not None:
+        return handler
     return _NFIT if getattr(bus, "provider", None) == "ACPI.NFIT" else None

@@ -899,7 +899,7 @@ class LabelArea:
         out = []
         for slot in self._used_slots(self._current):
             off = self._slot_off(slot)
-            if self._slot_valid(slot) and bytes(self._data[off:off + 16]) in uuids:
+            if bytes(self._data[off:off + 16]) in uuids and self._slot_valid(slot):
                 out.append(slot)
         return out
 

@@ -1,4 +1,4 @@
-"""The ``fakesys`` command: up, run, down, status, dump, replay.
+"""The ``fakesys`` command: up, run, down, reboot, status, dump, replay.
 
 Kept free of FUSE and trio imports so that ``fakesys run`` (called once per
 tool invocation by test suites) starts fast.
@@ -183,6 +183,33 @@ def cmd_status(args) -> int:
     return 0 if found else 3
 
 
+def reboot(name: str, cold: bool = False) -> str:
+    """Reboot a fake: the daemon stops (a cold reboot zeroes its RAM ranges),
+    then the same topology boots again over the same state; returns the
+    mount point.  Everything not on media is gone (driver_override, bound
+    drivers, namespaces not described by labels or info blocks)."""
+    st = runtime.status(name)
+    if st is None:
+        raise runtime.RuntimeErrorFakesys(f"no fake named {name!r} is up (fakesys up)")
+    rd = runtime.rundir(name)
+    pid = _pid(rd)
+    reply = runtime.control(name, "reboot cold" if cold else "reboot warm", timeout=5.0).strip()
+    if reply != "ok":
+        raise runtime.RuntimeErrorFakesys(f"the daemon refused to reboot: {reply}")
+    deadline = time.monotonic() + 30
+    while pid is not None and _alive(pid):
+        if time.monotonic() > deadline:
+            raise runtime.RuntimeErrorFakesys(f"fake {name!r} did not stop for the reboot")
+        time.sleep(0.01)
+    runtime.unmount_stale(os.path.join(rd, "mnt"))
+    return up(st["topology"], st.get("state"), name, quiet=True, ioctl=st.get("ioctl", True))
+
+
+def cmd_reboot(args) -> int:
+    print(reboot(args.name, cold=args.cold))
+    return 0
+
+
 def cmd_dump(args) -> int:
     argv = [sys.executable, "-m", "fakesys.sysdump", "-d", str(args.d)]
     return run(args.name, argv + (["--all"] if args.all or not args.paths else []) + args.paths)
@@ -218,6 +245,13 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("status", help="list fakes")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("reboot", help="reboot a fake: RAM ranges survive --warm (the default), not --cold")
+    p.add_argument("--name", default=DEFAULT_NAME)
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--warm", dest="cold", action="store_false", help="keep RAM contents (kexec)")
+    kind.add_argument("--cold", dest="cold", action="store_true", help="power cycle: RAM reads 0")
+    p.set_defaults(func=cmd_reboot, cold=False)
 
     p = sub.add_parser("dump", help="dump sysfs in the oracle's golden format (default: what sysdump-all covers)")
     p.add_argument("--name", default=DEFAULT_NAME)

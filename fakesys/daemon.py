@@ -5,7 +5,9 @@ control socket (``<rundir>/ctl``) that answers ``status`` and ``down``
 and takes the seccomp listener of each ``fakesys run`` (``seccomp``, the
 fd attached with SCM_RIGHTS; see dev/bridge.py; answered ``off`` when the
 daemon runs with ``--no-ioctl``), and a pid file.
-SIGTERM and SIGINT unmount, flush the media and exit.
+SIGTERM and SIGINT unmount, flush the media and exit.  ``reboot warm`` and
+``reboot cold`` stop the same way, except that a cold one zeroes the RAM
+the machine has (Machine.power_off); ``fakesys reboot`` then boots anew.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ async def _receive(sock, fds: list[int]) -> bytes:
 
 
 async def _control(rundir: str, machine: Machine, cancel: trio.CancelScope, topology_path: str,
-                   state: str | None, bridge: IoctlBridge | None = None) -> None:
+                   state: str | None, bridge: IoctlBridge | None = None,
+                   power: list[str] | None = None) -> None:
     path = os.path.join(rundir, "ctl")
     if os.path.exists(path):
         os.unlink(path)
@@ -72,9 +75,13 @@ async def _control(rundir: str, machine: Machine, cancel: trio.CancelScope, topo
             elif cmd == "status":
                 reply = {"pid": os.getpid(), "mnt": os.path.join(rundir, "mnt"),
                          "topology": topology_path, "state": state,
-                         "kernel": str(machine.kernel.version)}
+                         "kernel": str(machine.kernel.version), "ioctl": bridge is not None}
                 await stream.send_all(json.dumps(reply).encode() + b"\n")
             elif cmd == "down":
+                await stream.send_all(b"ok\n")
+                cancel.cancel()
+            elif cmd in ("reboot warm", "reboot cold") and power is not None:
+                power.append(cmd.split()[1])   # stop like down; `fakesys reboot` boots again
                 await stream.send_all(b"ok\n")
                 cancel.cancel()
             else:
@@ -99,11 +106,13 @@ async def _main(args: argparse.Namespace) -> None:
     # numbers (245/246 on 6.1) and serves no ioctls.
     bridge = None if args.no_ioctl else IoctlBridge(machine.kernel)
     server = Server(machine.tree, uid=uid, gid=gid)
+    power: list[str] = []  # "warm" or "cold" once a reboot was asked for
     with trio.CancelScope() as cancel:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
                 await nursery.start(serve, server, mnt, mount_options(f"fakesys-{args.name}"))
-                nursery.start_soon(_control, rundir, machine, cancel, args.topology, args.state, bridge)
+                nursery.start_soon(_control, rundir, machine, cancel, args.topology, args.state, bridge,
+                                   power)
                 with open(os.path.join(rundir, "pid"), "w") as f:
                     f.write(f"{os.getpid()}\n")
                 log.info("serving %s on %s", args.topology, mnt)
@@ -112,7 +121,10 @@ async def _main(args: argparse.Namespace) -> None:
                     break
     if bridge is not None:
         bridge.close()
-    machine.flush()
+    if power:
+        machine.power_off(cold=power == ["cold"])
+    else:
+        machine.flush()
     for name in ("pid", "ctl"):
         try:
             os.unlink(os.path.join(rundir, name))

@@ -5,6 +5,12 @@ DIMM for its DPA space and one for its label area in ``state_dir``, then
 boots: buses, DIMMs and regions probe, and namespaces come back from the
 labels and info blocks on media exactly as at a real boot.  Without a
 state directory the media lives in memory.
+
+A reboot is a new ``Machine`` over the same state directory.  Stores a
+provider marked as RAM (memmap= carve-outs, ramdax ranges, volatile
+device-tree regions) keep their bytes across a warm reboot and read 0
+after a cold one (:meth:`Machine.power_off`); all others are persistent
+media (NVDIMMs and their label areas, virtio-pmem's host file).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ class Machine:
         if state_dir:
             os.makedirs(state_dir, exist_ok=True)
         self.stores: list = []
+        self.ram_stores: list = []     # contents lost when power goes (cold reboot)
         self.kernel = boot(topology.kernel)
         devtmpfs.setup(self.kernel)
         for bus in topology.buses:
@@ -46,9 +53,13 @@ class Machine:
         media = self._store(f"{spec.name}.media", spec.size)
         return lsa, media
 
-    def store(self, name: str, size: int):
-        """A byte store for media that persists in the state directory."""
-        return self._store(name, size)
+    def store(self, name: str, size: int, ram: bool = False):
+        """A byte store for media, kept in the state directory; ``ram``: the
+        range is RAM, whose contents a cold reboot loses."""
+        store = self._store(name, size)
+        if ram:
+            self.ram_stores.append(store)
+        return store
 
     @property
     def tree(self):
@@ -57,6 +68,15 @@ class Machine:
     def flush(self) -> None:
         for store in self.stores:
             store.flush()
+
+    def power_off(self, cold: bool) -> None:
+        """Shut down for a reboot: persistent media are flushed; RAM keeps
+        its contents across a warm reboot (kexec) and loses them across a
+        cold one.  The machine is not used afterwards."""
+        if cold:
+            for store in self.ram_stores:
+                store.zero()
+        self.flush()
 
 
 def _e820(machine: Machine, spec) -> None:

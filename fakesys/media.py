@@ -35,6 +35,10 @@ class Memory:
     def flush(self) -> None:
         pass
 
+    def zero(self) -> None:
+        """Power gone from RAM: every byte reads 0 again."""
+        self._buf[:] = 0
+
 
 class FileStore(Memory):
     """A byte store in a sparse file of exactly ``size`` bytes."""
@@ -53,6 +57,17 @@ class FileStore(Memory):
     def flush(self) -> None:
         if isinstance(self._buf, np.memmap):
             self._buf.flush()
+
+    def zero(self) -> None:
+        """Every byte reads 0 again, without writing them: the file is
+        truncated to nothing and grown back (sparse), then mapped anew."""
+        if not self.size:
+            return
+        self.flush()
+        self._buf = np.zeros(0, np.uint8)   # drop the mapping before truncating
+        os.truncate(self.path, 0)
+        os.truncate(self.path, self.size)
+        self._buf = np.memmap(self.path, dtype=np.uint8, mode="r+", shape=(self.size,))
 
 
 class Slice:

@@ -108,7 +108,7 @@ def e820_register(machine: "Machine", spec: "E820BusSpec") -> PlatformDevice:
     if platform_bus(kernel).devices.get("e820_pmem") is not None:
         raise ValueError("only one e820 bus per machine: list all ranges in it")
     for r in spec.ranges:
-        store = machine.store(f"e820-{r.start:x}.pmem", r.size)
+        store = machine.store(f"e820-{r.start:x}.pmem", r.size, ram=True)   # memmap=: RAM
         add_legacy_range(kernel, PmemRange(r.start, r.size, r.numa_node, r.target_node, store, r.ramdax))
     dev = PlatformDevice(kernel, "e820_pmem")
     dev.driver_override = spec.driver_override or None

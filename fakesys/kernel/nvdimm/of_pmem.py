@@ -102,7 +102,8 @@ def of_pmem_register(machine: "Machine", spec: "OfPmemSpec") -> PlatformDevice:
     node = OfNode(spec.node, [spec.compatible], props)
     ranges = []
     for r in spec.ranges:
-        store = machine.store(f"of-{r.start:x}.pmem", r.size)
+        # a volatile region, or a RAM carve-out meant for ramdax, is RAM
+        store = machine.store(f"of-{r.start:x}.pmem", r.size, ram=spec.volatile or r.ramdax)
         ranges.append(PmemRange(r.start, r.size, spec.numa_node, spec.numa_node, store, r.ramdax))
     name = bus_id(node, ranges[0].start)
     if name in platform_bus(kernel).devices:

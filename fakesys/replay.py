@@ -67,6 +67,8 @@ DEVICES = os.path.join(ROOT, "devices")
 DEFAULT_TOPOLOGIES = {
     "nfit": "qemu-nvdimm.toml",
     "hmem": "qemu-hmem.toml",
+    "e820": "e820.toml",
+    "virtio-pmem": "virtio-pmem.toml",
 }
 
 DUMP_EXCLUDE = ("/sys/devices/system/memory", "/sys/devices/system/node")

@@ -25,6 +25,8 @@ import trio
 
 from fakesys import runtime
 from fakesys.dev.bridge import IoctlBridge
+from fakesys.dev.daxmedia import DaxMedia
+from fakesys.dev.opentrap import DaxOpens
 from fakesys.fuse.server import Server, mount_options, serve
 from fakesys.machine import Machine
 from fakesys.topology import load
@@ -104,7 +106,10 @@ async def _main(args: argparse.Namespace) -> None:
     # From here on the nd char devices are ptys (136:N in sysfs), so that ndctl's
     # fstat() check of /dev/nmemN passes; --no-ioctl keeps the kernel's own
     # numbers (245/246 on 6.1) and serves no ioctls.
-    bridge = None if args.no_ioctl else IoctlBridge(machine.kernel)
+    # /dev/daxR.N: the bridge also answers the trapped O_RDWR opens of dax
+    # nodes with an fd of the device's backing file (dev/opentrap.py)
+    dax_media = None if args.no_ioctl else DaxMedia(machine.kernel, args.state)
+    bridge = None if args.no_ioctl else IoctlBridge(machine.kernel, opens=DaxOpens(dax_media, mnt))
     server = Server(machine.tree, uid=uid, gid=gid)
     power: list[str] = []  # "warm" or "cold" once a reboot was asked for
     with trio.CancelScope() as cancel:
@@ -121,6 +126,8 @@ async def _main(args: argparse.Namespace) -> None:
                     break
     if bridge is not None:
         bridge.close()
+    if dax_media is not None:
+        dax_media.close()
     if power:
         machine.power_off(cold=power == ["cold"])
     else:

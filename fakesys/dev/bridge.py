@@ -43,6 +43,7 @@ import threading
 
 import trio
 
+from fakesys.dev.opentrap import OPEN_SYSCALLS
 from fakesys.dev.pty import PtyNumbers
 from fakesys.errors import Errno
 from fakesys.sandbox.seccomp import AUDIT_ARCH_X86_64, SYS_ioctl, Listener, ProcessMemory
@@ -63,8 +64,9 @@ class IoctlBridge:
     """Owns the node numbers (ptys) and the listener threads of one daemon."""
 
     def __init__(self, kernel, trio_token: trio.lowlevel.TrioToken | None = None,
-                 handlers: dict | None = None) -> None:
+                 handlers: dict | None = None, opens=None) -> None:
         self.kernel = kernel
+        self.opens = opens  # answers trapped O_RDWR opens (opentrap.DaxOpens), or None
         self.handlers = {name: make() for name, make in (handlers or HANDLERS).items()}
         self.numbers = PtyNumbers(set(self.handlers))
         self.token = trio_token or trio.lowlevel.current_trio_token()
@@ -127,6 +129,9 @@ class IoctlBridge:
             listener.close()
 
     def _handle(self, listener: Listener, note) -> None:
+        if note.arch == AUDIT_ARCH_X86_64 and note.nr in OPEN_SYSCALLS and self.opens is not None:
+            self.opens.handle(listener, note, self.token)
+            return
         if note.arch != AUDIT_ARCH_X86_64 or note.nr != SYS_ioctl:
             listener.reply(note.id, cont=True)
             return

@@ -10,10 +10,14 @@ notification"), with no trio and no FUSE in here:
   including the NVMe 'N' ioctls 0x40-0x7F, is allowed), passes the
   listener to the daemon over its control socket (SCM_RIGHTS), waits for
   the daemon's answer and closes its own copy.  The filter is inherited by
-  every descendant of the tool.
+  every descendant of the tool.  The same filter traps ``open``/``openat``
+  with an O_RDWR access mode, and every ``openat2`` (BPF cannot read its
+  ``struct open_how``): that is how an application's open of /dev/daxR.N
+  gets the device's media instead (mechanism.md, "Device-DAX media").
 * supervisor side: :class:`Listener` (receive a notification, check it is
-  still valid, answer it) and :class:`ProcessMemory` (the caller's buffer
-  through process_vm_readv/writev).
+  still valid, answer it, or answer it with an fd of ours installed in the
+  caller) and :class:`ProcessMemory` (the caller's buffer through
+  process_vm_readv/writev).
 
 If the daemon goes away, the listener is closed with it and a trapped
 ioctl fails with ENOSYS instead of hanging.
@@ -35,6 +39,9 @@ from fakesys.errors import Errno
 PR_SET_NO_NEW_PRIVS = 38
 SYS_seccomp = 317
 SYS_ioctl = 16
+SYS_open = 2
+SYS_openat = 257
+SYS_openat2 = 437
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
 SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV = 1 << 5
@@ -49,18 +56,22 @@ NOTIF_RECV = 0xC0502100       # struct seccomp_notif (80 bytes)
 NOTIF_SEND = 0xC0182101       # struct seccomp_notif_resp (24 bytes)
 NOTIF_ID_VALID = 0x40082102   # __u64
 NOTIF_SET_FLAGS = 0x40082104  # __u64, passed by value (kernel >= 6.6)
+NOTIF_ADDFD = 0x40182103      # struct seccomp_notif_addfd (24 bytes)
+SECCOMP_ADDFD_FLAG_SEND = 1 << 1   # install the fd and answer the syscall with it (5.14)
 
 # classic BPF opcodes
 _LD_W_ABS = 0x20
 _JEQ_K = 0x15
 _AND_K = 0x54
 _RET_K = 0x06
+_O_ACCMODE, _O_RDWR = 3, 2
 
 ND_IOCTL_TYPE = 0x4E          # 'N'
 CONTROL_COMMAND = b"seccomp\n"
 
 _NOTIF = struct.Struct("<QII iI Q 6Q")   # id, pid, flags, nr, arch, ip, args[6]
 _RESP = struct.Struct("<QqiI")            # id, val, error, flags
+_ADDFD = struct.Struct("<QIIII")          # id, flags, srcfd, newfd, newfd_flags
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -104,20 +115,48 @@ def ioctl_filter() -> list[tuple[int, int, int, int]]:
     Offsets are in struct seccomp_data: nr at 0, arch at 4, args[i] at
     16 + 8*i (the low half first).  ``cmd & 0xFFC0 == 0x4E00`` is "type 'N'
     and number < 0x40"; the size and direction bits are left out, as the
-    kernel ignores them for these commands.
+    kernel ignores them for these commands.  ``flags & O_ACCMODE == O_RDWR``
+    picks the opens that may be an application's open of a dax device.
     """
-    allow, notify = 8, 7
-    return [
-        (_LD_W_ABS, 0, 0, 4),                                   # 0 A = arch
-        (_JEQ_K, 0, allow - 2, AUDIT_ARCH_X86_64),              # 1
-        (_LD_W_ABS, 0, 0, 0),                                   # 2 A = nr
-        (_JEQ_K, 0, allow - 4, SYS_ioctl),                      # 3
-        (_LD_W_ABS, 0, 0, 16 + 8 * 1),                          # 4 A = low 32 bits of cmd
-        (_AND_K, 0, 0, 0xFFC0),                                 # 5
-        (_JEQ_K, notify - 7, allow - 7, ND_IOCTL_TYPE << 8),    # 6
-        (_RET_K, 0, 0, SECCOMP_RET_USER_NOTIF),                 # 7
-        (_RET_K, 0, 0, SECCOMP_RET_ALLOW),                      # 8
-    ]
+    prog: list = []
+    labels: dict[str, int] = {}
+
+    def emit(code: int, k: int = 0, jt: str | None = None, jf: str | None = None) -> None:
+        prog.append((code, jt, jf, k))
+
+    def label(name: str) -> None:
+        labels[name] = len(prog)
+
+    emit(_LD_W_ABS, 4)                                           # A = arch
+    emit(_JEQ_K, AUDIT_ARCH_X86_64, None, "allow")
+    emit(_LD_W_ABS, 0)                                           # A = nr
+    emit(_JEQ_K, SYS_ioctl, "ioctl", None)
+    emit(_JEQ_K, SYS_openat, "openat", None)
+    emit(_JEQ_K, SYS_open, "open", None)
+    emit(_JEQ_K, SYS_openat2, "notify", "allow")
+    label("ioctl")
+    emit(_LD_W_ABS, 16 + 8 * 1)                                  # A = low 32 bits of cmd
+    emit(_AND_K, 0xFFC0)
+    emit(_JEQ_K, ND_IOCTL_TYPE << 8, "notify", "allow")
+    label("openat")
+    emit(_LD_W_ABS, 16 + 8 * 2)                                  # A = flags of openat
+    emit(_AND_K, _O_ACCMODE)
+    emit(_JEQ_K, _O_RDWR, "notify", "allow")
+    label("open")
+    emit(_LD_W_ABS, 16 + 8 * 1)                                  # A = flags of open
+    emit(_AND_K, _O_ACCMODE)
+    emit(_JEQ_K, _O_RDWR, "notify", "allow")
+    label("notify")
+    emit(_RET_K, SECCOMP_RET_USER_NOTIF)
+    label("allow")
+    emit(_RET_K, SECCOMP_RET_ALLOW)
+
+    out = []
+    for pc, (code, jt, jf, k) in enumerate(prog):
+        rel = [0 if t is None else labels[t] - pc - 1 for t in (jt, jf)]
+        assert all(0 <= r < 256 for r in rel)
+        out.append((code, rel[0], rel[1], k))
+    return out
 
 
 def install_listener() -> int:
@@ -220,6 +259,18 @@ class Listener:
                         SECCOMP_USER_NOTIF_FLAG_CONTINUE if cont else 0)
         return _libc.ioctl(self.fd, NOTIF_SEND, self._resp) == 0
 
+    def reply_fd(self, nid: int, srcfd: int, cloexec: bool = False) -> int:
+        """SECCOMP_IOCTL_NOTIF_ADDFD with SECCOMP_ADDFD_FLAG_SEND: a copy of
+        ``srcfd`` becomes the trapped syscall's result (its fd number in the
+        caller is returned).  Atomic: no fd leaks if the caller died."""
+        buf = ctypes.create_string_buffer(_ADDFD.pack(nid, SECCOMP_ADDFD_FLAG_SEND, srcfd, 0,
+                                                      os.O_CLOEXEC if cloexec else 0))
+        fd = _libc.ioctl(self.fd, NOTIF_ADDFD, buf)
+        if fd < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"SECCOMP_IOCTL_NOTIF_ADDFD: {os.strerror(e)}")
+        return fd
+
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
@@ -274,6 +325,13 @@ class ProcessMemory:
         if len(data) != length:
             raise Errno(errno.EFAULT, f"read {length} bytes at {self.base + offset:#x} of {self.pid}")
         return data
+
+    def read_string(self, limit: int) -> bytes | None:
+        """The NUL-terminated string at ``base`` (without its NUL), or None
+        when no NUL is readable within ``limit`` bytes."""
+        data = self._readv(0, limit)
+        end = data.find(b"\0")
+        return data[:end] if end >= 0 else None
 
     def write(self, offset: int, data: bytes) -> None:
         if not data:

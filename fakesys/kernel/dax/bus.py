@@ -102,6 +102,9 @@ class DaxRegion:
         self.devices: list[DevDax] = []  # registered devices, oldest first
         self.seed: DevDax | None = None
         self.youngest: DevDax | None = None
+        # what the region's memory keeps across reboots: None for volatile
+        # memory (hmem), an id of the media (a pmem info block's uuid) else
+        self.persistent_id: str | None = None
 
     @property
     def end(self) -> int:
@@ -304,6 +307,13 @@ class DevDax(Device):
 
     def resource_show(self) -> str:
         return f"{self.ranges[0].start if self.ranges else self.region.start:#x}\n"
+
+    def media_key(self) -> str:
+        """A name for this device's bytes in the data path: the same for the
+        same persistent media across reboots, unique among live devices else."""
+        if self.region.persistent_id is not None:
+            return f"pmem-{self.region.persistent_id}"
+        return f"{self.region.host.name}-{self.name}"
 
     def aligned(self, size: int) -> bool:
         """alloc_is_aligned(): a multiple of the align, and of a subsection."""
@@ -592,6 +602,13 @@ class Dax:
 
     def release_mem_region(self, start: int, size: int) -> None:
         self.busy = [b for b in self.busy if (b[0], b[1]) != (start, start + size - 1)]
+
+    def device_by_devt(self, devt: tuple[int, int]) -> DevDax | None:
+        """The registered dax device whose char device has these numbers."""
+        for dev in self.bus.devices.values():
+            if isinstance(dev, DevDax) and dev.registered and dev.devt == devt:
+                return dev
+        return None
 
     def load_drivers(self) -> None:
         """udev's modalias autoload of ``dax:t0``: device_dax, then kmem."""

@@ -29,6 +29,7 @@ class DaxPmemDriver(Driver):
         region = dev.region
         dax_region = alloc_dax_region(self.kernel, dev, region.id, start, size, region.target_node(),
                                       sb.effective_align(), static=True)
+        dax_region.persistent_id = str(sb.uuid)
         try:
             self.kernel.dax.create_dev_dax(dax_region, getattr(ns, "id", 0), size)
         except Errno:

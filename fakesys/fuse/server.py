@@ -22,6 +22,7 @@ import errno
 import itertools
 import logging
 import os
+import select
 import stat
 from dataclasses import dataclass, field
 
@@ -42,6 +43,7 @@ class _Handle:
     node: Node
     writable: bool
     content: bytes | None = None
+    event: int = 0                  # the attribute's notify count at open
 
 
 @dataclass
@@ -67,7 +69,10 @@ class Server(pyfuse3.Operations):
         # attribute inodes whose content the kernel may cache -> that content
         self._served: dict[int, bytes | object] = {}
         self.mounted = False
+        self._polls: dict[int, pyfuse3.PollHandle] = {}  # fh -> handle of a waiting poll
+        self._pending_notify: set[int] = set()
         tree.listeners.append(self._changed)
+        tree.poll_listeners.append(self._notified)
 
     # -- invalidation -----------------------------------------------------
 
@@ -199,7 +204,7 @@ class Server(pyfuse3.Operations):
         if (want_read and not node.mode & 0o444) or (want_write and not node.mode & 0o222):
             raise pyfuse3.FUSEError(errno.EACCES)
         fh = next(self._fh)
-        self._open[fh] = _Handle(node, want_write)
+        self._open[fh] = _Handle(node, want_write, event=getattr(node, "event", 0))
         if isinstance(node, File) and not want_write:
             return pyfuse3.FileInfo(fh=fh, direct_io=False, keep_cache=True)
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
@@ -211,6 +216,7 @@ class Server(pyfuse3.Operations):
             if isinstance(node, Blob):
                 return node.read(off, size)
             if handle.content is None or off == 0:
+                handle.event = node.event
                 content = self._render(node, strict=True)
                 assert isinstance(content, bytes)
                 handle.content = content
@@ -247,6 +253,32 @@ class Server(pyfuse3.Operations):
 
     async def release(self, fh):
         self._open.pop(fh, None)
+        self._polls.pop(fh, None)
+
+    async def poll(self, inode, fh, poll_handle, ctx):
+        """kernfs_generic_poll(): POLLERR|POLLPRI once the attribute was
+        notified since it was opened (or last read from offset 0)."""
+        handle = self._handle(fh)
+        ready = select.POLLIN | select.POLLOUT | select.POLLRDNORM | select.POLLWRNORM
+        if isinstance(handle.node, File) and handle.event != handle.node.event:
+            return ready | select.POLLERR | select.POLLPRI
+        if poll_handle is not None and isinstance(handle.node, File):
+            self._polls[fh] = poll_handle
+        return ready
+
+    def _notified(self, node: File) -> None:
+        # delivered by the next _revalidate(), once stale contents are gone
+        self._pending_notify.add(node.ino)
+
+    def _wake_pollers(self) -> None:
+        pending, self._pending_notify = self._pending_notify, set()
+        for fh, handle in list(self._open.items()):
+            if isinstance(handle, _Handle) and handle.node.ino in pending and fh in self._polls:
+                ph = self._polls.pop(fh)
+                try:
+                    ph.notify()
+                except Exception:
+                    log.debug("poll notify failed", exc_info=True)
 
     # -- the content cache ---------------------------------------------------
 
@@ -287,6 +319,8 @@ class Server(pyfuse3.Operations):
         await self._flush_invalidations()
         if stale and self.mounted:
             await trio.to_thread.run_sync(_invalidate_inodes, stale)
+        if self._pending_notify:
+            self._wake_pollers()
 
     # -- helpers ----------------------------------------------------------
 

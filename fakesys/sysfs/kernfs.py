@@ -147,6 +147,15 @@ class File(Node):
         self.show = show
         self.store = store
         self.size = size
+        self.event = 0      # kernfs_open_node->event: bumped by notify()
+
+    def notify(self) -> None:
+        """sysfs_notify(): wake pollers of this attribute (POLLERR|POLLPRI)."""
+        self.event += 1
+        tree = self.parent.tree if self.parent is not None else None
+        if tree is not None:
+            for listener in tree.poll_listeners:
+                listener(self)
 
     def read(self) -> bytes:
         if self.show is None:
@@ -251,6 +260,7 @@ class Tree:
         self.inodes: dict[int, Node] = {self.ROOT_INO: self.root}
         self._next_ino = self.ROOT_INO + 1
         self.listeners: list[Listener] = []
+        self.poll_listeners: list[Callable[["File"], None]] = []
 
     def _attach(self, node: Node) -> None:
         node.ino = self._next_ino

@@ -20,11 +20,13 @@ import os
 import signal
 import socket
 import sys
+from functools import partial
 
 import trio
 
 from fakesys import runtime
 from fakesys.dev.bridge import IoctlBridge
+from fakesys.dev.kwork import run_timers
 from fakesys.dev.daxmedia import DaxMedia
 from fakesys.dev.opentrap import DaxOpens
 from fakesys.fuse.server import Server, mount_options, serve
@@ -48,7 +50,7 @@ async def _receive(sock, fds: list[int]) -> bytes:
 
 async def _control(rundir: str, machine: Machine, cancel: trio.CancelScope, topology_path: str,
                    state: str | None, bridge: IoctlBridge | None = None,
-                   power: list[str] | None = None) -> None:
+                   power: list[str] | None = None, server: Server | None = None) -> None:
     path = os.path.join(rundir, "ctl")
     if os.path.exists(path):
         os.unlink(path)
@@ -79,6 +81,12 @@ async def _control(rundir: str, machine: Machine, cancel: trio.CancelScope, topo
                          "topology": topology_path, "state": state,
                          "kernel": str(machine.kernel.version), "ioctl": bridge is not None}
                 await stream.send_all(json.dumps(reply).encode() + b"\n")
+            elif cmd.startswith("modprobe"):
+                from fakesys.dev.kwork import modprobe
+                rc, msg = modprobe(machine, cmd.split()[1:])
+                if server is not None:
+                    await server.changed()
+                await stream.send_all(f"{rc} {msg.encode('unicode_escape').decode()}\n".encode())
             elif cmd == "down":
                 await stream.send_all(b"ok\n")
                 cancel.cancel()
@@ -116,8 +124,11 @@ async def _main(args: argparse.Namespace) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
                 await nursery.start(serve, server, mnt, mount_options(f"fakesys-{args.name}"))
-                nursery.start_soon(_control, rundir, machine, cancel, args.topology, args.state, bridge,
-                                   power)
+                nursery.start_soon(partial(_control, server=server), rundir, machine, cancel, args.topology,
+                                   args.state, bridge, power)
+                nursery.start_soon(run_timers, machine.kernel, server)
+                if bridge is not None:
+                    bridge.after_change = server.changed
                 with open(os.path.join(rundir, "pid"), "w") as f:
                     f.write(f"{os.getpid()}\n")
                 log.info("serving %s on %s", args.topology, mnt)

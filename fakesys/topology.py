@@ -51,6 +51,9 @@ class DimmSpec:
     commands: list[str] = field(default_factory=lambda: list(DEFAULT_DIMM_COMMANDS))
     max_xfer: int = 4076
     flags: list[str] = field(default_factory=list)  # nfit memdev flags: not_armed, ...
+    smart: bool | None = None      # Intel SMART state (default: dsm_mask has function 1)
+    security: str = ""             # "disabled": the DIMM shows security/frozen attributes
+    fw_activate: bool = False      # firmware/activate and firmware/result attributes
 
 
 @dataclass
@@ -63,6 +66,8 @@ class RegionSpec:
     numa_node: int = 0
     target_node: int = 0
     interleave_granularity: int = 4096
+    volatile: bool = False         # an nd_volatile region (no DIMMs needed)
+    region_offset: list[int] = field(default_factory=list)  # memdev region_offset per mapping
 
 
 @dataclass
@@ -74,6 +79,15 @@ class BusSpec:
     dsm_mask: int = 0
     acpi_slots: int = 0            # ACPI NVDIMM slot devices (QEMU: -m slots=)
     region_probe_order: str = "reverse"  # order the async region probes finished in
+    provider: str = ""             # a platform device to hang off instead of ACPI0012 (nfit_test.N)
+    module: str = ""               # loaded by "modprobe MODULE" in the fake, not at boot
+    revision: int = 1              # NFIT table revision (nfit/revision)
+    persistence_domain: str = ""   # memory_controller | cpu_cache (platform capabilities)
+    flush_hints: bool = False      # DIMMs have flush hint addresses (deep_flush writable)
+    fw_activate: bool = False      # bus firmware/activate, firmware/capability
+    ars_seconds: float = 1.0       # how long one ARS of the firmware takes
+    clear_err_unit: int = 256
+    media_errors: list = field(default_factory=list)  # [(spa, length)] poisoned at boot
 
 
 @dataclass
@@ -114,17 +128,27 @@ def _region(r: dict) -> RegionSpec:
             continue
         if not hasattr(spec, key):
             raise ValueError(f"unknown region key {key!r}")
-        setattr(spec, key, [parse_size(v) for v in value] if key == "dpa" else value)
+        setattr(spec, key, [parse_size(v) for v in value] if key in ("dpa", "region_offset") else value)
     if not spec.dpa:
         spec.dpa = [0] * len(spec.dimms)
     return spec
 
 
+def _media_error(e) -> tuple[int, int]:
+    """A poisoned range: {start = SPA, length = bytes} or [SPA, length]."""
+    if isinstance(e, dict):
+        return parse_size(e["start"]), parse_size(e.get("length", 512))
+    return parse_size(e[0]), parse_size(e[1])
+
+
 def _nfit_bus(b: dict) -> BusSpec:
     bus = BusSpec(type="nfit")
-    for key in ("commands", "dsm_mask", "acpi_slots", "region_probe_order"):
+    for key in ("commands", "dsm_mask", "acpi_slots", "region_probe_order", "provider", "module",
+                "revision", "persistence_domain", "flush_hints", "fw_activate", "ars_seconds",
+                "clear_err_unit"):
         if key in b:
             setattr(bus, key, b[key])
+    bus.media_errors = [_media_error(e) for e in b.get("media_errors", [])]
     bus.dimms = [_dimm(d, i) for i, d in enumerate(b.get("dimm", []))]
     bus.regions = [_region(r) for r in b.get("region", [])]
     names = {d.name for d in bus.dimms}

@@ -393,5 +393,6 @@ def test_pty_numbers_claim_and_release(machine):
     assert int(fields[4]) == rdev                       # tty_nr: the guard's controlling tty
     assert int(fields[3]) == guard                      # and it leads its own session
     numbers.release(nmem0)
-    assert numbers.lookup(rdev) is None
+    # still found, so that a file left open on the removed DIMM gets nd_ioctl's ENXIO
+    assert numbers.lookup(rdev) == (nmem0, "dimmctl")
     assert not os.path.exists(f"/proc/{guard}")

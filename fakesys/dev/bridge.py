@@ -73,6 +73,7 @@ class IoctlBridge:
         self._threads: list[threading.Thread] = []
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._stopping = False
+        self.after_change = None  # async callable run after a command that changed the model
         kernel.set_chrdev_numbers(self.numbers)
 
     # -- lifetime --------------------------------------------------------------
@@ -164,6 +165,9 @@ class IoctlBridge:
         try:
             rc = trio.from_thread.run_sync(_dispatch, handler, device, req, read_only,
                                            trio_token=self.token)
+            if getattr(req, "dirty", False) and self.after_change is not None:
+                # what the command changed shows in sysfs before it returns
+                trio.from_thread.run(self.after_change, trio_token=self.token)
         except (trio.RunFinishedError, trio.Cancelled):
             rc = -errno.ENXIO
         _reply(listener, note, device, cmd, rc, req, mem)

@@ -124,6 +124,7 @@ class PtyNumbers:
         self.ptmx = ptmx
         self._by_dev: dict[object, Pty] = {}
         self._by_rdev: dict[int, tuple[object, str]] = {}
+        self._gone: dict[int, tuple[object, str]] = {}    # numbers of removed devices
 
     def claim(self, dev, name: str):
         if name not in self.names:
@@ -131,19 +132,26 @@ class PtyNumbers:
         pty = Pty(self.ptmx)
         self._by_dev[dev] = pty
         self._by_rdev[pty.rdev] = (dev, name)
+        self._gone.pop(pty.rdev, None)
         log.debug("%s: %s is /dev/%s (%d:%d)", name, dev.name, pty.target, *pty.devt)
         return pty.devt, pty.target
 
     def release(self, dev) -> None:
         pty = self._by_dev.pop(dev, None)
         if pty is not None:
-            self._by_rdev.pop(pty.rdev, None)
+            got = self._by_rdev.pop(pty.rdev, None)
+            if got is not None:
+                # a file still open on the gone device gets what nd_ioctl
+                # answers for it (ENXIO), not the hung-up pty's EIO
+                self._gone[pty.rdev] = got
             pty.close()
 
     def lookup(self, rdev: int) -> tuple[object, str] | None:
-        """The device (and chrdev name) whose node has these numbers."""
-        return self._by_rdev.get(rdev)
+        """The device (and chrdev name) whose node has these numbers; a
+        device that was removed while its node was open is still found."""
+        return self._by_rdev.get(rdev) or self._gone.get(rdev)
 
     def close(self) -> None:
         for dev in list(self._by_dev):
             self.release(dev)
+        self._gone.clear()

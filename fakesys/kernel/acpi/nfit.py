@@ -98,7 +98,9 @@ def _nfit_dimm_group(spec: DimmSpec) -> AttributeGroup:
         RO("id", lambda d: f"{dimm_id(spec)}\n"),
         RO("family", lambda d: f"{spec.family}\n"),
         RO("dsm_mask", lambda d: f"{spec.dsm_mask:#x}\n"),
-    ], name="nfit")
+        RO("dirty_shutdown", lambda d: f"{d.dirty_shutdown}\n"),
+    ], name="nfit", is_visible=lambda d, a: 0 if a.name == "dirty_shutdown"
+                                      and getattr(d, "dirty_shutdown", None) is None else a.mode)
 
 
 def dimm_id(spec: DimmSpec) -> str:
@@ -110,11 +112,27 @@ def dimm_id(spec: DimmSpec) -> str:
 
 
 class NfitBusState:
-    """acpi_nfit_desc: the provider side of one bus."""
+    """acpi_nfit_desc: the provider side of one bus (``bus.nfit``).
+
+    ``fw`` is the platform's ARS/poison engine and ``scrubber`` the
+    kernel's scrub work, both present when the bus supports ARS or the
+    topology declares media errors (kernel/acpi/nfit_fw.py).
+    """
 
     def __init__(self, spec: BusSpec) -> None:
         self.spec = spec
         self.hw_error_scrub = 0
+        self.fw = None
+        self.scrubber = None
+
+    def scrub_store(self, d, buf: str) -> None:
+        from fakesys.errors import Errno
+        import errno
+        if kstrtoint(buf, 0) != 1:
+            raise Errno(errno.EINVAL, "scrub takes 1")
+        rc = self.scrubber.rescan() if self.scrubber is not None else -errno.ENOTTY
+        if rc:
+            raise Errno(-rc, "scrub not started")
 
     def group(self) -> AttributeGroup:
         def hw_store(d, buf: str) -> None:
@@ -124,11 +142,22 @@ class NfitBusState:
             if val not in (0, 1):
                 raise Errno(errno.EINVAL, "hw_error_scrub takes 0 or 1")
             self.hw_error_scrub = val
+        ars = (1 << 1) | (1 << 2) | (1 << 3)
+
+        def visible(d, a) -> int:
+            if a.name == "scrub":
+                return a.mode if d.cmd_mask & ars == ars else 0
+            if a.name == "firmware_activate_noidle":
+                return a.mode if self.spec.fw_activate else 0
+            return a.mode
         return AttributeGroup([
-            RO("revision", lambda d: "1\n"),
+            RO("revision", lambda d: f"{self.spec.revision}\n"),
             RO("dsm_mask", lambda d: f"{self.spec.dsm_mask:#x}\n"),
             RW("hw_error_scrub", lambda d: f"{self.hw_error_scrub}\n", hw_store),
-        ], name="nfit")
+            RW("scrub", lambda d: self.scrubber.show() if self.scrubber is not None else "0\n",
+               self.scrub_store),
+            RW("firmware_activate_noidle", lambda d: "N\n", lambda d, b: None),
+        ], name="nfit", is_visible=visible)
 
 
 def _acpi_device_tree(kernel: "Kernel", spec: BusSpec) -> Device:
@@ -168,50 +197,128 @@ def _acpi_device_tree(kernel: "Kernel", spec: BusSpec) -> Device:
     return dev
 
 
-def nfit_register(kernel: "Kernel", spec: BusSpec, stores) -> NvdimmBus:
+def nfit_register(kernel: "Kernel", spec: BusSpec, stores, parent=None) -> NvdimmBus:
     """acpi_nfit_init() for one NFIT: bus, DIMMs (by handle), regions (SPA order).
 
-    ``stores(dimm_spec)`` returns (label_store, media_store) for a DIMM.
+    ``stores(dimm_spec)`` returns (label_store, media_store) for a DIMM;
+    ``stores(None, name, size)`` a store for a region without DIMMs.
+    ``parent``: the platform device of a test NFIT (nfit_test.N), whose
+    name is then the provider name; otherwise the ACPI0012 device.
     """
-    parent = _acpi_device_tree(kernel, spec)
+    if parent is None:
+        parent = _acpi_device_tree(kernel, spec)
+        provider = "ACPI.NFIT"
+    else:
+        provider = parent.name
     state = NfitBusState(spec)
     nd = kernel.nd
-    bus = NvdimmBus(kernel, nd, nd.ida_get(nd.bus_ids), parent, "ACPI.NFIT",
+    bus = NvdimmBus(kernel, nd, nd.ida_get(nd.bus_ids), parent, provider,
                     _cmd_mask(spec.commands, BUS_CMD_NAMES))
     bus.groups.append(state.group())
+    bus.nfit = state
+    if parent is not None and provider != "ACPI.NFIT":
+        from fakesys.kernel.acpi.nfit_test import NfitTestCtl
+        bus.ndctl_handler = NfitTestCtl()
+    if spec.fw_activate:
+        bus.groups[1] = AttributeGroup([
+            Attribute("activate", 0o600, lambda d: "idle\n", lambda d, b: None),
+            RO("capability", lambda d: "quiesce\n"),
+        ], name="firmware")
+    ars = (1 << 1) | (1 << 2) | (1 << 3)
+    if bus.cmd_mask & ars == ars or spec.media_errors:
+        from fakesys.kernel.acpi.nfit_fw import Firmware, Scrubber
+        state.fw = Firmware(kernel, spec.ars_seconds, spec.clear_err_unit, poison=spec.media_errors)
+        if bus.cmd_mask & ars == ars:
+            state.scrubber = Scrubber(kernel, bus, state.fw,
+                                      [(r.spa, r.size) for r in spec.regions])
     kernel.device_add(bus)
+    if state.scrubber is not None:
+        nfit_dir = bus.kobj.get("nfit")
+        state.scrubber.attr = nfit_dir.get("scrub") if nfit_dir is not None else None
     dimms: dict[str, Nvdimm] = {}
     for dspec in sorted(spec.dimms, key=lambda d: d.handle):
         lsa, media = stores(dspec)
         if dspec.labels != "blank" and lsa is not None and not LabelArea(LsaIo(lsa)).validate():
             LabelArea(LsaIo(lsa)).ndctl_init(128 if dspec.labels == "v1.1" else 256)
+        groups = [_nfit_dimm_group(dspec)] + _dimm_extra_groups(dspec)
         dimm = Nvdimm(kernel, bus, nd.ida_get(nd.dimm_ids), cmd_mask=_cmd_mask(dspec.commands, DIMM_CMD_NAMES),
                       lsa=lsa, media=media, max_xfer=dspec.max_xfer,
-                      unarmed="not_armed" in dspec.flags, provider_groups=[_nfit_dimm_group(dspec)])
+                      unarmed="not_armed" in dspec.flags, provider_groups=groups)
         dimm.spec = dspec
+        _dimm_smart(dimm, dspec)
         dimms[dspec.name] = dimm
         kernel.device_add(dimm)
     regions = []
     for rspec in spec.regions:
         members = [dimms[name] for name in rspec.dimms]
-        infos = [NfitSetInfo(region_offset=0, serial=d.spec.serial, vendor_id=d.spec.vendor_id,
+        offsets = rspec.region_offset or [0] * len(members)
+        infos = [NfitSetInfo(region_offset=offsets[i], serial=d.spec.serial, vendor_id=d.spec.vendor_id,
                              mfg_date=d.spec.manufacturing_date, mfg_location=d.spec.manufacturing_location)
-                 for d in members]
-        cookies = interleave_set_cookies(infos)
-        per_dimm = rspec.size // len(members)
+                 for i, d in enumerate(members)]
+        if infos:
+            cookies = interleave_set_cookies(infos)
+            nd_set = InterleaveSet(cookies.cookie1, cookies.cookie2, cookies.altcookie, _SPA_PM_GUID)
+        else:
+            nd_set = InterleaveSet(0, 0, 0, bytes(16))
+        per_dimm = rspec.size // len(members) if members else 0
         mappings = [Mapping(d, rspec.dpa[i], per_dimm, i) for i, d in enumerate(members)]
-        desc = RegionDesc(start=rspec.spa, size=rspec.size, mappings=mappings,
-                          nd_set=InterleaveSet(cookies.cookie1, cookies.cookie2, cookies.altcookie,
-                                               _SPA_PM_GUID),
+        media = None if members else _region_store(stores, f"spa-{rspec.spa:x}.pmem", rspec.size)
+        desc = RegionDesc(start=rspec.spa, size=rspec.size, mappings=mappings, nd_set=nd_set,
                           numa_node=rspec.numa_node, target_node=rspec.target_node,
                           interleave_granularity=rspec.interleave_granularity,
+                          persist_memctrl=spec.persistence_domain == "memory_controller",
+                          persist_cache=spec.persistence_domain == "cpu_cache",
+                          flush_hints=spec.flush_hints, volatile=rspec.volatile, media=media,
                           provider_groups=(AttributeGroup(
                               [RO("range_index", lambda r, i=rspec.range_index: f"{i}\n")], name="nfit"),))
         regions.append(region_create(bus, desc, probe=False))
     order = list(reversed(regions)) if spec.region_probe_order == "reverse" else regions
+    if state.scrubber is not None:
+        state.scrubber.register()       # the short ARS before the regions probe
     for region in order:
         kernel.device_attach(region)
     return bus
+
+
+def _region_store(stores, name: str, size: int):
+    """Media for a region without DIMMs (a virtual SPA range): the machine's store."""
+    machine = getattr(stores, "__self__", None)
+    return machine.store(name, size) if hasattr(machine, "store") else Memory(size)
+
+
+def _dimm_extra_groups(spec: DimmSpec) -> list[AttributeGroup]:
+    """Security (Intel family) and firmware-activate attributes a DIMM may have."""
+    groups = []
+    if spec.security:
+        groups.append(AttributeGroup([
+            RW("security", lambda d: f"{spec.security}\n", lambda d, b: None),
+            RO("frozen", lambda d: "0\n"),
+        ]))
+    if spec.fw_activate:
+        groups.append(AttributeGroup([
+            Attribute("activate", 0o600, lambda d: "idle\n", lambda d, b: None),
+            Attribute("result", 0o400, lambda d: "none\n"),
+        ], name="firmware"))
+    return groups
+
+
+def _dimm_smart(dimm: Nvdimm, spec: DimmSpec) -> None:
+    """The DIMM's Intel SMART state and what the kernel learns from it at
+    probe (nfit_intel_shutdown_status: the dirty-shutdown count)."""
+    has = spec.smart if spec.smart is not None else (spec.family == 0 and spec.dsm_mask >> 1 & 1)
+    dimm.smart = None
+    dimm.dirty_shutdown = None
+    if not has:
+        return
+    from fakesys.kernel.acpi.nfit_fw import IntelSmart
+
+    def health_event() -> None:
+        nfit_dir = dimm.kobj.get("nfit") if dimm.kobj is not None else None
+        flags = nfit_dir.get("flags") if nfit_dir is not None else None
+        if flags is not None:
+            flags.notify()
+    dimm.smart = IntelSmart(notify=health_event)
+    dimm.dirty_shutdown = dimm.smart.shutdown_count
 
 
 # NFIT_SPA_PM: 66f0d379-b4f3-4074-ac43-0d3318b78cdb, in GUID byte order

@@ -211,6 +211,7 @@ class Request:
     out_len: int = 0
     error: int | None = None        # errno of the envelope stage
     buf: bytearray = field(default_factory=bytearray)
+    dirty: bool = False             # the provider ran: sysfs may show something new
 
 
 def is_dimm_node(device) -> bool:
@@ -306,20 +307,95 @@ def dispatch(device, req: Request, read_only: bool) -> int:
     if nr == ND_CMD_CALL:
         assert req.pkg is not None
         func = struct.unpack_from("<Q", req.pkg, 8)[0]
-    clear_to_send(bus, nvdimm, func)
+    clear_to_send(bus, nvdimm, func, req.buf, ctl)
     if ctl is None:
         raise Errno(errno.ENOTTY, f"{bus.name} has no command handler")
-    return ctl.ctl(bus, nvdimm, nr, req.buf)
+    rc = ctl.ctl(bus, nvdimm, nr, req.buf)
+    if nvdimm is None and nr == ND_CMD_CLEAR_ERROR and len(req.buf) >= 32:
+        address, status, cleared = struct.unpack_from("<Q8xI4xQ", req.buf, 0)
+        if status & 0xFFFF == 0:
+            account_cleared_poison(bus, address, cleared)
+    req.dirty = nr in (ND_CMD_ARS_START, ND_CMD_CLEAR_ERROR, ND_CMD_CALL)
+    return rc
 
 
-def clear_to_send(bus, nvdimm, func: int) -> None:
-    """nd_cmd_clear_to_send(); ``func`` is the CALL's function number for a CALL."""
-    # The NFIT provider's own hook only blocks ARS_START while the kernel
-    # scrubs and Intel security functions (never reachable here).
+def clear_to_send(bus, nvdimm, func: int, buf: bytes | bytearray = b"", ctl=None) -> None:
+    """nd_cmd_clear_to_send().
+
+    As in the kernel, ``func`` is the CALL's function number for a CALL and
+    the provider's hook and the checks below see only that number: a bus
+    CALL of function 2 is held back like ARS_START while the kernel scrubs,
+    one of function 4 is checked like CLEAR_ERROR (its buffer read as an
+    nd_cmd_clear_error), one of function 6 on a DIMM like SET_CONFIG_DATA.
+    """
+    hook = getattr(ctl, "clear_to_send", None)
+    if hook is not None:
+        hook(bus, nvdimm, func, buf)
+    if nvdimm is None and func == ND_CMD_CLEAR_ERROR:
+        forget_poison_check(bus, buf)
     if nvdimm is None or func != ND_CMD_SET_CONFIG_DATA:
         return
     if nvdimm.busy:
         raise Errno(errno.EBUSY, f"{nvdimm.name} is in use by an enabled region")
+
+
+def forget_poison_check(bus, buf: bytes | bytearray) -> None:
+    """nd_ns_forget_poison_check(): EBUSY if the range to clear covers an
+    enabled namespace whole (the pmem driver must clear its own poison).
+    The range ends at address + cleared - 1, ``cleared`` as the caller passed it."""
+    if len(buf) < 32:
+        return
+    address, cleared = struct.unpack_from("<Q16xQ", buf, 0)
+    end = (address + cleared - 1) & ((1 << 64) - 1)
+    from fakesys.kernel.nvdimm.claim import Claim
+    from fakesys.kernel.nvdimm.dax_devs import Dax
+    for region in bus.regions():
+        for dev in region.children:
+            if isinstance(dev, Dax) or dev.driver is None:
+                continue
+            ns = dev.ndns if isinstance(dev, Claim) else dev
+            if ns is None or not hasattr(ns, "res_start"):
+                continue
+            pstart, pend = ns.res_start, ns.res_start + ns.res_size - 1
+            if pstart >= address and pend <= end:
+                raise Errno(errno.EBUSY, f"{ns.name} is enabled: clear its poison through the pmem driver")
+
+
+def account_cleared_poison(bus, phys: int, cleared: int) -> None:
+    """nvdimm_account_cleared_poison(): forget what the firmware cleared."""
+    if cleared > 0:
+        from fakesys.kernel.nvdimm.badrange import bus_badrange
+        bus_badrange(bus).forget(phys, cleared)
+
+
+def clear_poison(bus, phys: int, length: int) -> int:
+    """nvdimm_clear_poison(): ARS_CAP for the clear unit, then CLEAR_ERROR of
+    the whole units inside [phys, phys+length); returns the bytes cleared."""
+    ctl = provider_ctl(bus)
+    if ctl is None or not bus.cmd_mask >> ND_CMD_ARS_CAP & 1 or not bus.cmd_mask >> ND_CMD_CLEAR_ERROR & 1:
+        return 0
+    cap = bytearray(struct.pack("<QQ", phys, length) + bytes(16))
+    try:
+        if ctl.ctl(bus, None, ND_CMD_ARS_CAP, cap) < 0:
+            return 0
+    except Errno:
+        return 0
+    unit = struct.unpack_from("<I", cap, 24)[0]
+    if not unit:
+        return 0
+    start = -(-phys // unit) * unit
+    end = (phys + length) // unit * unit
+    if end <= start:
+        return 0
+    clr = bytearray(struct.pack("<QQ", start, end - start) + bytes(16))
+    try:
+        if ctl.ctl(bus, None, ND_CMD_CLEAR_ERROR, clr) < 0:
+            return 0
+    except Errno:
+        return 0
+    cleared = struct.unpack_from("<Q", clr, 24)[0]
+    account_cleared_poison(bus, start, cleared)
+    return cleared
 
 
 def nd_ioctl(device, nr: int, read_only: bool, read: Read, write: Write) -> int:
@@ -358,6 +434,11 @@ class AcpiNfitCtl:
     def bus_family_mask(bus) -> int:
         return 1 << NVDIMM_BUS_FAMILY_NFIT
 
+    @staticmethod
+    def clear_to_send(bus, nvdimm, cmd: int, buf) -> None:
+        from fakesys.kernel.acpi.nfit_fw import acpi_nfit_clear_to_send
+        acpi_nfit_clear_to_send(bus, nvdimm, cmd, buf)
+
     def ctl(self, bus, nvdimm, nr: int, buf: bytearray) -> int:
         is_dimm = nvdimm is not None
         desc = cmd_desc(is_dimm, nr)
@@ -382,6 +463,23 @@ class AcpiNfitCtl:
             raise Errno(errno.ENOTTY, f"_DSM function {func} not supported")
         if not pkg and not cmd_mask >> nr & 1:
             raise Errno(errno.ENOTTY, f"command {nr} not supported")
+
+        handler = _firmware(bus, nvdimm, func)
+        if handler is not None:
+            # the platform's ARS / SMART functions (kernel/acpi/nfit_fw.py),
+            # working on the input then output fields in place
+            if pkg:
+                size_in, size_out = struct.unpack_from("<II", buf, 16)
+                n = max(0, min(size_in + size_out, len(buf) - ND_CMD_PKG_SIZE))
+                payload = bytearray(buf[ND_CMD_PKG_SIZE:ND_CMD_PKG_SIZE + n])
+                rc, _cmd_rc = handler(payload)
+                buf[ND_CMD_PKG_SIZE:ND_CMD_PKG_SIZE + n] = payload
+                struct.pack_into("<I", buf, 60, size_out)
+            else:
+                rc, _cmd_rc = handler(buf)
+            if rc < 0:
+                raise Errno(-rc, f"_DSM function {func} failed")
+            return 0
 
         if pkg:
             size_in, size_out = struct.unpack_from("<II", buf, 16)
@@ -482,6 +580,27 @@ class AcpiNfitCtl:
         raise Errno(errno.ENOTTY, f"_DSM function {func} is not emulated")
 
 
+def _firmware(bus, nvdimm, func: int):
+    """The platform function behind a _DSM call, if the topology gave it one."""
+    from fakesys.kernel.acpi import nfit_fw as fw
+    if nvdimm is not None:
+        smart = getattr(nvdimm, "smart", None)
+        if smart is None:
+            return None
+        return {fw.ND_INTEL_SMART: smart.smart, fw.ND_INTEL_SMART_THRESHOLD: smart.threshold,
+                fw.ND_INTEL_SMART_SET_THRESHOLD: smart.set_threshold, fw.ND_INTEL_SMART_INJECT: smart.inject,
+                fw.ND_INTEL_ENABLE_LSS_STATUS: smart.lss, fw.ND_INTEL_FW_GET_INFO: fw.fw_get_info}.get(func)
+    firmware = getattr(getattr(bus, "nfit", None), "fw", None)
+    if firmware is None:
+        return None
+    return {ND_CMD_ARS_CAP: firmware.ars_cap, ND_CMD_ARS_START: firmware.ars_start,
+            ND_CMD_ARS_STATUS: firmware.ars_status, ND_CMD_CLEAR_ERROR: firmware.clear_error,
+            fw.NFIT_CMD_TRANSLATE_SPA: lambda p: firmware.translate_spa(bus, p),
+            fw.NFIT_CMD_ARS_INJECT_SET: lambda p: firmware.inject_set(p, lambda: fw.uc_error_notify(bus)),
+            fw.NFIT_CMD_ARS_INJECT_CLEAR: firmware.inject_clear,
+            fw.NFIT_CMD_ARS_INJECT_GET: firmware.inject_get}.get(func)
+
+
 def _family(nvdimm) -> int | None:
     spec = getattr(nvdimm, "spec", None)
     return getattr(spec, "family", NVDIMM_FAMILY_INTEL)
@@ -495,7 +614,8 @@ def _dsm_mask(nvdimm) -> int:
 
 
 def _bus_dsm_mask(bus) -> int:
-    return int(getattr(getattr(bus, "spec", None), "dsm_mask", 0))
+    spec = getattr(bus, "spec", None) or getattr(getattr(bus, "nfit", None), "spec", None)
+    return int(getattr(spec, "dsm_mask", 0))
 
 
 _NFIT = AcpiNfitCtl()

@@ -146,7 +146,8 @@ class NdPmemDriver(Driver):
         group = write_cache_group(lambda: state["write_cache"],
                                   lambda v: state.__setitem__("write_cache", v))
         disk = Gendisk(self.kernel, ns.block_name(), dev, params, [group],
-                       media=DiskMedia(NamespaceMedia(ns), offset, size))
+                       media=DiskMedia(NamespaceMedia(ns), offset, size,
+                                       poison=(region.nvdimm_bus, ns.res_start + offset)))
         disk.dax_minor = self.kernel.dax.alloc_minor()  # alloc_dax() for every pmem disk
         dev.disk = add_disk(disk)
 
@@ -170,19 +171,38 @@ class NdPmemDriver(Driver):
 
 
 class DiskMedia:
-    """The bytes a pmem disk exposes: a window of its namespace."""
+    """The bytes a pmem disk exposes: a window of its namespace.
 
-    def __init__(self, media: NamespaceMedia, offset: int, size: int) -> None:
+    ``poison`` is (bus, SPA of the disk's first byte): a read touching a
+    known bad sector fails with EIO, a write over one first clears the
+    poison through the bus provider, as pmem_do_read/pmem_do_write do.
+    """
+
+    def __init__(self, media: NamespaceMedia, offset: int, size: int, poison=None) -> None:
         self.media = media
         self.offset = offset
         self.size = size
+        self.poison = poison
+
+    def _bad(self, offset: int, length: int) -> bool:
+        if self.poison is None or length <= 0:
+            return False
+        bus, base = self.poison
+        return bool(badrange.sectors(badrange.bus_badrange(bus), base + offset // SECTOR * SECTOR,
+                                     -(-(offset + length) // SECTOR) * SECTOR - offset // SECTOR * SECTOR))
 
     def read(self, offset: int, length: int) -> bytes:
         length = max(0, min(length, self.size - offset))
+        if self._bad(offset, length):
+            raise Errno(errno.EIO, "read of a bad sector")
         return self.media.read(self.offset + offset, length) if length else b""
 
     def write(self, offset: int, data: bytes) -> int:
         if offset + len(data) > self.size:
             raise Errno(errno.ENOSPC, "write past the end of the disk")
+        if self._bad(offset, len(data)):
+            from fakesys.kernel.nvdimm.ioctl import clear_poison
+            bus, base = self.poison
+            clear_poison(bus, base + offset, len(data))
         self.media.write(self.offset + offset, data)
         return len(data)

@@ -53,6 +53,9 @@ def unshare(flags: int) -> None:
     _check(_libc.unshare(flags), "unshare")
 
 
+BIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "bin")
+
+
 def _write(path: str, text: str) -> None:
     with open(path, "w") as f:
         f.write(text)
@@ -106,6 +109,9 @@ def run(mnt: str, argv: list[str]) -> int:
         try:
             enter(mnt)
             trap_ioctls(mnt)
+            # modprobe asks the daemon (fakesys/data/bin/modprobe), never the host kernel
+            os.environ["FAKESYS_CTL"] = os.path.join(os.path.dirname(mnt), "ctl")
+            os.environ["PATH"] = BIN_DIR + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin")
             os.execvp(argv[0], argv)
         except SandboxError as e:
             print(f"fakesys run: {e}", file=sys.stderr)

@@ -1,0 +1,244 @@
+"""nfit_test (tools/testing/nvdimm/test/nfit.c): the unit-test NFIT provider.
+
+The module registers platform devices ``nfit_test.0`` and ``nfit_test.1``;
+each is an NFIT bus whose provider name is the device's name, parsed by
+the real NFIT code, with the module's own ``ndctl`` callback instead of
+ACPI _DSM methods (:class:`NfitTestCtl`, after ``nfit_test_ctl``).  The
+topology comes from devices/nfit_test.toml; ``modprobe nfit_test`` inside
+``fakesys run`` brings it up in a running fake (:func:`load`) and
+``modprobe -r nfit_test`` takes it down (:func:`unload`), refused while a
+region is enabled (the bus provider module is pinned by enabled regions,
+nvdimm_bus_probe/to_bus_provider), as ``Module nfit_test is in use``.
+
+Differences from nfit_test kept on purpose: no BLK/DCR SPA ranges (6.1
+creates no regions for them), no command-failure injection
+(``/sys/class/nfit_test_dimm``), no firmware update or security
+emulation beyond what ``ndctl list`` reads.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+
+from fakesys.errors import Errno
+from fakesys.kernel.acpi import nfit_fw as fw
+from fakesys.kernel.base.core import Driver
+from fakesys.kernel.base.platform import PlatformDevice, platform_bus
+
+ND_CMD_ARS_CAP = 1
+ND_CMD_ARS_START = 2
+ND_CMD_ARS_STATUS = 3
+ND_CMD_CLEAR_ERROR = 4
+ND_CMD_GET_CONFIG_SIZE = 4
+ND_CMD_GET_CONFIG_DATA = 5
+ND_CMD_SET_CONFIG_DATA = 6
+ND_CMD_CALL = 10
+PKG = 64
+MODULE = "nfit_test"
+#: modules nfit_test pulls in (and that show as loaded with it)
+DEPENDS = ("nfit_test_iomap", "nfit", "libnvdimm", "nd_pmem", "nd_btt", "dax_pmem", "device_dax")
+
+
+class NfitTestCtl:
+    """nfit_test_ctl() and the NFIT hooks nfit_test keeps (clear_to_send, family masks)."""
+
+    @staticmethod
+    def dimm_family_mask(bus) -> int:
+        return 1 << fw.NVDIMM_FAMILY_INTEL
+
+    @staticmethod
+    def bus_family_mask(bus) -> int:
+        return 1 << fw.NVDIMM_BUS_FAMILY_NFIT
+
+    @staticmethod
+    def clear_to_send(bus, nvdimm, cmd: int, buf) -> None:
+        fw.acpi_nfit_clear_to_send(bus, nvdimm, cmd, buf)
+
+    def ctl(self, bus, nvdimm, nr: int, buf: bytearray) -> int:
+        if nvdimm is not None:
+            return self._dimm(bus, nvdimm, nr, buf)
+        return self._bus(bus, nr, buf)
+
+    # -- the DIMMs ------------------------------------------------------------------
+
+    def _dimm(self, bus, nvdimm, nr: int, buf: bytearray) -> int:
+        spec = getattr(nvdimm, "spec", None)
+        if spec is None:
+            raise Errno(errno.ENOTTY, "no NFIT data for this DIMM")
+        if nr == ND_CMD_CALL:
+            family, func, size_in, size_out = struct.unpack_from("<QQII", buf, 0)
+            if family != spec.family:
+                raise Errno(errno.ENOTTY, f"family {family} is not {spec.family}")
+            smart = getattr(nvdimm, "smart", None)
+            handlers = {}
+            if smart is not None:
+                handlers = {fw.ND_INTEL_SMART: smart.smart, fw.ND_INTEL_SMART_THRESHOLD: smart.threshold,
+                            fw.ND_INTEL_SMART_SET_THRESHOLD: smart.set_threshold,
+                            fw.ND_INTEL_SMART_INJECT: smart.inject,
+                            fw.ND_INTEL_ENABLE_LSS_STATUS: smart.lss,
+                            fw.ND_INTEL_FW_GET_INFO: fw.fw_get_info}
+            handler = handlers.get(func)
+            if handler is None:
+                raise Errno(errno.ENOTTY, f"Intel function {func} not emulated")
+            return _run_payload(handler, buf, size_in + size_out)
+        if not nvdimm.cmd_mask >> nr & 1 or not int(spec.dsm_mask) >> nr & 1:
+            raise Errno(errno.ENOTTY, f"command {nr} not supported")
+        if nvdimm.lsa is None:
+            raise Errno(errno.ENOTTY, "no label area")
+        size = nvdimm.lsa.size
+        if nr == ND_CMD_GET_CONFIG_SIZE:
+            if len(buf) < 12:
+                raise Errno(errno.EINVAL, "short buffer")
+            struct.pack_into("<III", buf, 0, 0, size, nvdimm.max_xfer)
+            return 0
+        if nr == ND_CMD_GET_CONFIG_DATA:
+            if len(buf) < 12:
+                raise Errno(errno.EINVAL, "short buffer")
+            offset, length = struct.unpack_from("<II", buf, 0)
+            if offset >= size or length + 12 > len(buf):
+                raise Errno(errno.EINVAL, f"label read at {offset:#x}+{length:#x}")
+            n = min(length, size - offset)
+            struct.pack_into("<I", buf, 8, 0)
+            buf[12:12 + n] = nvdimm.lsa.read(offset, n)
+            return len(buf) - 12 - n
+        if nr == ND_CMD_SET_CONFIG_DATA:
+            if len(buf) < 8:
+                raise Errno(errno.EINVAL, "short buffer")
+            offset, length = struct.unpack_from("<II", buf, 0)
+            if offset >= size or length + 8 + 4 > len(buf):
+                raise Errno(errno.EINVAL, f"label write at {offset:#x}+{length:#x}")
+            n = min(length, size - offset)
+            struct.pack_into("<I", buf, 8 + length, 0)
+            nvdimm.lsa.write(offset, bytes(buf[8:8 + n]))
+            return len(buf) - 8 - (n + 4)
+        raise Errno(errno.ENOTTY, f"command {nr} not emulated")
+
+    # -- the bus ---------------------------------------------------------------------
+
+    def _bus(self, bus, nr: int, buf: bytearray) -> int:
+        state = getattr(bus, "nfit", None)
+        firmware = getattr(state, "fw", None)
+        if firmware is None:
+            raise Errno(errno.ENOTTY, "no ARS on this bus")
+        if nr == ND_CMD_CALL:
+            func = struct.unpack_from("<Q", buf, 8)[0]
+            size_in, size_out = struct.unpack_from("<II", buf, 16)
+            handlers = {fw.NFIT_CMD_TRANSLATE_SPA: lambda p: firmware.translate_spa(bus, p),
+                        fw.NFIT_CMD_ARS_INJECT_SET: lambda p: firmware.inject_set(p, lambda: fw.uc_error_notify(bus)),
+                        fw.NFIT_CMD_ARS_INJECT_CLEAR: firmware.inject_clear,
+                        fw.NFIT_CMD_ARS_INJECT_GET: firmware.inject_get}
+            handler = handlers.get(func)
+            if handler is None:
+                raise Errno(errno.ENOTTY, f"bus function {func} not emulated")
+            return _run_payload(handler, buf, size_in + size_out)
+        if not bus.cmd_mask >> nr & 1:
+            raise Errno(errno.ENOTTY, f"command {nr} not supported")
+        handlers = {ND_CMD_ARS_CAP: firmware.ars_cap, ND_CMD_ARS_START: firmware.ars_start,
+                    ND_CMD_ARS_STATUS: firmware.ars_status, ND_CMD_CLEAR_ERROR: firmware.clear_error}
+        handler = handlers.get(nr)
+        if handler is None:
+            raise Errno(errno.ENOTTY, f"command {nr} not emulated")
+        rc, _cmd_rc = handler(buf)
+        if rc < 0:
+            raise Errno(-rc, f"bus command {nr}")
+        return rc
+
+
+def _run_payload(handler, buf: bytearray, length: int) -> int:
+    """Run a firmware function on the payload of an nd_cmd_pkg (buf_len = in + out)."""
+    length = max(0, min(length, len(buf) - PKG))
+    payload = bytearray(buf[PKG:PKG + length])
+    rc, _cmd_rc = handler(payload)
+    buf[PKG:PKG + length] = payload
+    if rc < 0:
+        raise Errno(-rc, "firmware function failed")
+    return rc
+
+
+# ---------------------------------------------------------------------------
+# the module
+
+
+class NfitTestDriver(Driver):
+    """Platform driver ``nfit_test``: each device is one NFIT described by the topology."""
+
+    name = MODULE
+    module = MODULE
+
+    def __init__(self, kernel, bus, machine, specs) -> None:
+        super().__init__(kernel, bus)
+        self.machine = machine
+        self.specs = specs              # device name -> BusSpec
+
+    def probe(self, dev) -> None:
+        from fakesys.kernel.acpi.nfit import nfit_register
+        spec = self.specs.get(dev.name)
+        if spec is None:
+            raise Errno(errno.ENODEV, f"no NFIT for {dev.name}")
+        dev.drvdata = nfit_register(self.kernel, spec, self.machine._dimm_stores, parent=dev)
+
+    def remove(self, dev) -> None:
+        bus = dev.drvdata
+        if bus is not None:
+            state = getattr(bus, "nfit", None)
+            if state is not None and getattr(state, "scrubber", None) is not None:
+                state.scrubber.shutdown()
+            self.kernel.nd.bus_unregister(bus)
+            dev.drvdata = None
+
+
+def is_loaded(kernel) -> bool:
+    return MODULE in platform_bus(kernel).drivers
+
+
+def load(machine, topology) -> None:
+    """``modprobe nfit_test``: register the driver and its platform devices."""
+    kernel = machine.kernel
+    if is_loaded(kernel):
+        return
+    from fakesys.kernel.base.module import module_load
+    for name in (MODULE,) + DEPENDS:
+        module_load(kernel, name)
+    specs = {}
+    for i, spec in enumerate(b for b in topology.buses if getattr(b, "type", "") == "nfit"):
+        specs[spec.provider or f"{MODULE}.{i}"] = spec
+    bus = platform_bus(kernel)
+    drv = NfitTestDriver(kernel, bus, machine, specs)
+    devices = []
+    for name in specs:
+        base, _, idx = name.rpartition(".")
+        dev = PlatformDevice(kernel, base, int(idx))
+        kernel.device_add(dev, probe=False)
+        devices.append(dev)
+    kernel.driver_register(drv)
+    machine.nfit_test = (drv, devices)
+
+
+def unload(machine) -> None:
+    """``modprobe -r nfit_test``: EBUSY while a region of its buses is enabled."""
+    kernel = machine.kernel
+    got = getattr(machine, "nfit_test", None)
+    if got is None:
+        return
+    drv, devices = got
+    for dev in devices:
+        bus = dev.drvdata
+        if bus is not None and any(r.driver is not None for r in bus.regions()):
+            raise Errno(errno.EBUSY, "Module nfit_test is in use")
+    for dev in devices:
+        kernel.device_del(dev)
+    kernel.driver_unregister(drv) if hasattr(kernel, "driver_unregister") else _driver_unregister(kernel, drv)
+    kernel.sys_module.remove(MODULE)
+    loaded = getattr(kernel, "_modules", {})
+    loaded.pop(MODULE, None)
+    machine.nfit_test = None
+
+
+def _driver_unregister(kernel, drv) -> None:
+    bus = drv.bus
+    bus.drivers.pop(drv.name, None)
+    bus.drivers_dir.remove(drv.name)
+    mod = kernel.sys_module.get(drv.module)
+    if mod is not None and mod.get("drivers") is not None:
+        mod.get("drivers").remove(f"{bus.name}:{drv.name}")

@@ -64,8 +64,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICES = os.path.join(ROOT, "devices")
 
 # golden scenario name -> topology (file under devices/) that reproduces its machine
+MODPROBE_RE = re.compile(r"(^|[\s;&|(`'\"])(?:/usr)?/sbin/modprobe\b")
+
 DEFAULT_TOPOLOGIES = {
     "nfit": "qemu-nvdimm.toml",
+    "nfit_test": "nfit_test.toml",
     "hmem": "qemu-hmem.toml",
     "e820": "e820.toml",
     "virtio-pmem": "virtio-pmem.toml",
@@ -104,7 +107,9 @@ def outputs_match(ours: str, golden: str) -> bool:
 
 
 def map_out(command: str, outdir: str) -> str:
-    """Point ``/out`` in a recorded command line at ``outdir``."""
+    """Point ``/out`` in a recorded command line at ``outdir``, and a recorded
+    ``/sbin/modprobe`` at the sandbox's modprobe (PATH), never the host's."""
+    command = MODPROBE_RE.sub(lambda m: m.group(1) + "modprobe", command)
     return OUT_RE.sub(lambda m: outdir, command)
 
 

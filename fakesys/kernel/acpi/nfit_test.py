@@ -176,7 +176,8 @@ class NfitTestDriver(Driver):
         spec = self.specs.get(dev.name)
         if spec is None:
             raise Errno(errno.ENODEV, f"no NFIT for {dev.name}")
-        dev.drvdata = nfit_register(self.kernel, spec, self.machine._dimm_stores, parent=dev)
+        dev.drvdata = nfit_register(self.kernel, spec, _stores(spec), parent=dev)
+        _test_dimms(self.kernel, dev)
 
     def remove(self, dev) -> None:
         bus = dev.drvdata
@@ -186,6 +187,52 @@ class NfitTestDriver(Driver):
                 state.scrubber.shutdown()
             self.kernel.nd.bus_unregister(bus)
             dev.drvdata = None
+
+
+# nfit_test's handle[] table: test_dimmN of nfit_test.0 (0-4, 4 being the
+# hotplug DIMM) and of nfit_test.1 (5, 6)
+HANDLES = {0: (0, [0x0, 0x1, 0x100, 0x101, 0x1000]), 1: (5, [0x10000, 0x10001])}
+
+
+def _stores(spec):
+    """vmalloc()ed by the module: zeroed at every load, "labelN" at the start
+    of each label area (sprintf(t->label[i], "label%d", i))."""
+    from fakesys.media import Memory
+    index = {d.name: i for i, d in enumerate(spec.dimms)}
+
+    def stores(dspec):
+        lsa = Memory(dspec.label_size) if dspec.label_size else None
+        if lsa is not None:
+            lsa.write(0, f"label{index[dspec.name]}".encode() + b"\0")
+        return lsa, Memory(dspec.size)
+    return stores
+
+
+def _test_dimms(kernel, pdev) -> None:
+    """The nfit_test_dimm class devices (command-failure injection knobs)."""
+    from fakesys.kernel.base.core import RO, RW, WO, AttributeGroup, Class, Device
+    got = HANDLES.get(int(pdev.name.rpartition(".")[2]))
+    if got is None:
+        return
+    cls = kernel.classes.get("nfit_test_dimm") or kernel.register_class(Class(kernel, "nfit_test_dimm"))
+    first, handles = got
+    for i, handle in enumerate(handles):
+        dev = Device(kernel, f"test_dimm{first + i}", pdev, cls=cls)
+        dev.pm = True
+        knobs = {"fail_cmd": 0, "fail_cmd_code": 0}
+
+        def store(key, base):
+            def fn(d, buf: str) -> None:
+                from fakesys.kernel.parse import kstrtoint
+                knobs[key] = kstrtoint(buf, base)
+            return fn
+        dev.groups = [AttributeGroup([
+            RO("handle", lambda d, h=handle: f"{h:#x}\n"),
+            RW("fail_cmd", lambda d, k=knobs: f"{k['fail_cmd']:#x}\n", store("fail_cmd", 0)),
+            RW("fail_cmd_code", lambda d, k=knobs: f"{k['fail_cmd_code']}\n", store("fail_cmd_code", 0)),
+            WO("lock_dimm", lambda d, b: None),
+        ])]
+        kernel.device_add(dev, probe=False)
 
 
 def is_loaded(kernel) -> bool:
@@ -230,6 +277,8 @@ def unload(machine) -> None:
         kernel.device_del(dev)
     kernel.driver_unregister(drv) if hasattr(kernel, "driver_unregister") else _driver_unregister(kernel, drv)
     kernel.sys_module.remove(MODULE)
+    if kernel.classes.pop("nfit_test_dimm", None) is not None:
+        kernel.sys_class.remove("nfit_test_dimm")
     loaded = getattr(kernel, "_modules", {})
     loaded.pop(MODULE, None)
     machine.nfit_test = None

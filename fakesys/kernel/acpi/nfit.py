@@ -80,7 +80,7 @@ def _acpi(kernel: "Kernel") -> AcpiBus:
     return bus  # type: ignore[return-value]
 
 
-def _nfit_dimm_group(spec: DimmSpec) -> AttributeGroup:
+def _nfit_dimm_group(spec: DimmSpec, formats: int = 1) -> AttributeGroup:
     flags = "".join(f"{f} " for f in NFIT_MEM_FLAGS if f in spec.flags) + "\n"
     return AttributeGroup([
         RO("handle", lambda d: f"{spec.handle:#x}\n"),
@@ -92,7 +92,7 @@ def _nfit_dimm_group(spec: DimmSpec) -> AttributeGroup:
         RO("subsystem_device", lambda d: f"0x{_be16(spec.subsystem_device_id):04x}\n"),
         RO("subsystem_rev_id", lambda d: f"0x{_be16(spec.subsystem_revision_id):04x}\n"),
         RO("format", lambda d: f"0x{spec.format:04x}\n"),
-        RO("formats", lambda d: "1\n"),
+        RO("formats", lambda d: f"{formats}\n"),
         RO("serial", lambda d: f"0x{_be32(spec.serial):08x}\n"),
         RO("flags", lambda d: flags),
         RO("id", lambda d: f"{dimm_id(spec)}\n"),
@@ -185,16 +185,22 @@ def _acpi_device_tree(kernel: "Kernel", spec: BusSpec) -> Device:
             RO("path", lambda d, s=slot: f"\\_SB_.NVDR.NV{s:02X}\n"),
         ])]
         kernel.device_add(child, probe=False)
+    nfit_module_init(kernel)
+    kernel.device_attach(dev)
+    return dev
+
+
+def nfit_module_init(kernel: "Kernel") -> None:
+    """What loading the nfit module does: the ACPI driver and the parameters."""
+    acpi = _acpi(kernel)
     if "nfit" not in acpi.drivers:
         kernel.driver_register(NfitDriver(kernel, acpi))
-    kernel.device_attach(dev)
     params = kernel.module_dir("nfit").mkdir("parameters")
     for name, mode, value in (("default_dsm_family", 0o444, "-1"), ("disable_vendor_specific", 0o444, "N"),
                               ("force_enable_dimms", 0o644, "N"), ("force_labels", 0o444, "N"),
                               ("no_init_ars", 0o644, "N"), ("override_dsm_mask", 0o444, "0")):
         if params.get(name) is None:
             params.add(File(name, mode, lambda v=value: f"{v}\n", (lambda data: None) if mode & 0o200 else None))
-    return dev
 
 
 def nfit_register(kernel: "Kernel", spec: BusSpec, stores, parent=None) -> NvdimmBus:
@@ -230,7 +236,7 @@ def nfit_register(kernel: "Kernel", spec: BusSpec, stores, parent=None) -> Nvdim
         state.fw = Firmware(kernel, spec.ars_seconds, spec.clear_err_unit, poison=spec.media_errors)
         if bus.cmd_mask & ars == ars:
             state.scrubber = Scrubber(kernel, bus, state.fw,
-                                      [(r.spa, r.size) for r in spec.regions])
+                                      [(r.spa, r.size) for r in spec.regions if r.dimms])
     kernel.device_add(bus)
     if state.scrubber is not None:
         nfit_dir = bus.kobj.get("nfit")
@@ -240,7 +246,9 @@ def nfit_register(kernel: "Kernel", spec: BusSpec, stores, parent=None) -> Nvdim
         lsa, media = stores(dspec)
         if dspec.labels != "blank" and lsa is not None and not LabelArea(LsaIo(lsa)).validate():
             LabelArea(LsaIo(lsa)).ndctl_init(128 if dspec.labels == "v1.1" else 256)
-        groups = [_nfit_dimm_group(dspec)] + _dimm_extra_groups(dspec)
+        # formats: 1 if a SPA-PM range maps the DIMM (a map_fail DIMM has none)
+        mapped = any(dspec.name in r.dimms for r in spec.regions) or not spec.regions
+        groups = [_nfit_dimm_group(dspec, int(mapped))] + _dimm_extra_groups(dspec)
         dimm = Nvdimm(kernel, bus, nd.ida_get(nd.dimm_ids), cmd_mask=_cmd_mask(dspec.commands, DIMM_CMD_NAMES),
                       lsa=lsa, media=media, max_xfer=dspec.max_xfer,
                       unarmed="not_armed" in dspec.flags, provider_groups=groups)

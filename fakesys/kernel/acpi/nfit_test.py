@@ -247,6 +247,8 @@ def load(machine, topology) -> None:
     from fakesys.kernel.base.module import module_load
     for name in (MODULE,) + DEPENDS:
         module_load(kernel, name)
+    from fakesys.kernel.acpi.nfit import nfit_module_init
+    nfit_module_init(kernel)
     specs = {}
     for i, spec in enumerate(b for b in topology.buses if getattr(b, "type", "") == "nfit"):
         specs[spec.provider or f"{MODULE}.{i}"] = spec

@@ -49,6 +49,18 @@ def kstrtoint(s: str, base: int = 0) -> int:
     return value
 
 
+# isspace() of lib/ctype.c: the C whitespace and Latin-1 NBSP (0xA0), which
+# a store sees as the surrogate of byte 0xA0 (parse_store decodes with
+# surrogateescape)
+_KSPACE = " \t\n\x0b\x0c\r\udca0"
+
+
+def strim(s: str) -> str:
+    """strim(): leading and trailing isspace() characters removed, as the
+    kernel's (Python's str.strip() also removes other Unicode spaces)."""
+    return s.strip(_KSPACE)
+
+
 def kstrtobool(s: str) -> bool:
     """y/Y/t/T/1 and n/N/f/F/0 by first character, on/off by the first two."""
     c = s[:1]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from fakesys.errors import Errno
 from fakesys.kernel.base.core import strip_newline
 from fakesys.kernel.nvdimm.bus import NdDevice
+from fakesys.kernel.parse import strim
 from fakesys.kernel.nvdimm.namespace import (
     CCLASS_BTT, CCLASS_BTT2, CCLASS_DAX, CCLASS_NONE, CCLASS_PFN, Namespace, NamespacePmem, parse_uuid,
 )
@@ -107,7 +108,7 @@ class Claim(NdDevice):
         """nd_namespace_store()."""
         if self.driver is not None:
             raise Errno(errno.EBUSY, f"{self.name} is active")
-        name = buf.strip()
+        name = strim(buf)
         if not (name.startswith("namespace") or name == ""):
             raise Errno(errno.EINVAL, f"not a namespace name: {name!r}")
         if name == "":

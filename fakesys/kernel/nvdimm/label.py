@@ -460,7 +460,8 @@ class PmemLabelSpec:
     abstraction_guid: uuidlib.UUID = NULL_GUID
 
     def name_bytes(self) -> bytes:
-        raw = self.name.encode() if isinstance(self.name, str) else bytes(self.name)
+        # a str holds the bytes written to alt_name (surrogateescape)
+        raw = self.name.encode("utf-8", "surrogateescape") if isinstance(self.name, str) else bytes(self.name)
         raw = raw.split(b"\0", 1)[0]
         if len(raw) + 1 > NSLABEL_NAME_LEN:
             raise ValueError(f"alt_name longer than {NSLABEL_NAME_LEN - 1} bytes")

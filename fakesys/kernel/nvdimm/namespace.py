@@ -22,7 +22,7 @@ from fakesys.kernel.nvdimm.bus import (
 from fakesys.kernel.nvdimm.dimm import DpaResource, label_id
 from fakesys.kernel.nvdimm.label import CLAIM_CLASS_GUIDS, NULL_GUID, LabelError, PmemLabelSpec
 from fakesys.kernel.nvdimm.region import Region
-from fakesys.kernel.parse import kstrtobool, kstrtoull
+from fakesys.kernel.parse import kstrtobool, kstrtoull, strim
 
 if TYPE_CHECKING:
     from fakesys.kernel.nvdimm.claim import Claim
@@ -104,15 +104,17 @@ class Namespace(NdDevice):
         self.check_idle()
         value = strip_newline(buf)
         if value == "btt":
-            self.claim_class = btt_claim_class(self.region)
+            cclass = btt_claim_class(self.region)
         elif value == "pfn":
-            self.claim_class = CCLASS_PFN
+            cclass = CCLASS_PFN
         elif value == "dax":
-            self.claim_class = CCLASS_DAX
+            cclass = CCLASS_DAX
         elif value == "":
-            self.claim_class = CCLASS_NONE
+            cclass = CCLASS_NONE
         else:
             raise Errno(errno.EINVAL, f"unknown holder class {value!r}")
+        labels_reachable(self)
+        self.claim_class = cclass
         label_update(self)
 
     def resource_show(self) -> str:
@@ -161,6 +163,7 @@ class NamespacePmem(Namespace):
         bus = self.region.nvdimm_bus
         if uuid_busy(bus, new):
             raise Errno(errno.EINVAL, f"uuid {new} is in use")
+        labels_reachable(self, new)
         if self.uuid is not None:
             if any(not m.nvdimm.ndd or not m.nvdimm.ndd.labels or not m.nvdimm.ndd.labels.valid
                    or not m.nvdimm.ndd.labels.labels() for m in self.region.mappings):
@@ -176,9 +179,10 @@ class NamespacePmem(Namespace):
 
     def alt_name_store(self, buf: str) -> None:
         self.check_idle()
-        name = buf.strip()
-        if len(name.encode()) + 1 > NSLABEL_NAME_LEN:
+        name = strim(buf)  # bytes as written (surrogateescape), like the kernel's char[]
+        if len(name.encode("utf-8", "surrogateescape")) + 1 > NSLABEL_NAME_LEN:
             raise Errno(errno.EINVAL, "alt_name too long")
+        labels_reachable(self)
         self.alt_name = name
         label_update(self)
 
@@ -191,6 +195,7 @@ class NamespacePmem(Namespace):
         size = kstrtoull(buf, 0)
         if size not in PMEM_LBASIZES:
             raise Errno(errno.EINVAL, f"unsupported sector size {size}")
+        labels_reachable(self)
         self.lbasize = size
         label_update(self)
 
@@ -232,7 +237,8 @@ NAMESPACE_GROUP = AttributeGroup([
     RW("size", lambda ns: f"{ns.capacity}\n", _pmem_only(NamespacePmem.size_store)),
     RW("uuid", _pmem_only(lambda ns: f"{ns.uuid}\n" if ns.uuid else "\n"), _pmem_only(NamespacePmem.uuid_store)),
     ADMIN_RO("resource", Namespace.resource_show),
-    RW("alt_name", _pmem_only(lambda ns: f"{ns.alt_name}\n"), _pmem_only(NamespacePmem.alt_name_store)),
+    RW("alt_name", _pmem_only(lambda ns: (ns.alt_name + "\n").encode("utf-8", "surrogateescape")),
+       _pmem_only(NamespacePmem.alt_name_store)),
     RW("sector_size", _pmem_only(NamespacePmem.sector_size_show), _pmem_only(NamespacePmem.sector_size_store)),
     RO("dpa_extents", _pmem_only(NamespacePmem.dpa_extents_show)),
     RO("holder", lambda ns: f"{ns.claim.name}\n" if ns.claim is not None else "\n"),
@@ -364,6 +370,24 @@ def set_resource(ns: NamespacePmem, size: int) -> None:
 
 # -- labels (nd_namespace_label_update) ----------------------------------------
 
+def labels_reachable(ns: Namespace, uuid: uuidlib.UUID | None = None) -> None:
+    """Refuse (ENXIO) a store whose label update could not reach every DIMM.
+
+    The kernel's stores change the namespace first and then update the
+    labels through each mapping's driver data; with a DIMM's driver unbound
+    under an enabled region that data is gone (to_ndd() is NULL) and the
+    kernel would oops.  The model refuses such a store before it changes
+    anything.  Only stores that will write labels are refused: those of a
+    pmem namespace that has (or is getting) a uuid.
+    """
+    if not isinstance(ns, NamespacePmem) or (ns.uuid is None and uuid is None):
+        return
+    for m in ns.region.mappings:
+        ndd = m.nvdimm.ndd
+        if ndd is None or ndd.labels is None:
+            raise Errno(errno.ENXIO, f"{m.nvdimm.name} is disabled or has no label area")
+
+
 def label_update(ns: Namespace) -> None:
     """Write labels for a pmem namespace: only idle namespaces with a uuid.
 
@@ -455,7 +479,7 @@ def scan_labels(region: Region) -> list[NamespacePmem]:
     for lab, per_dimm in found:
         ns = NamespacePmem(region, -1)
         ns.uuid = lab.uuid
-        ns.alt_name = lab.name
+        ns.alt_name = lab.raw_name.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
         ns.lbasize = lab.lbasize
         ns.claim_class = _claim_class_of(lab)
         ns._pending_size = sum(l.rawsize for l in per_dimm)

@@ -48,13 +48,16 @@ Dispatch rules (kernel order):
   status) and writes nothing.  The ioctl returns 0 when the output filled
   the buffer, else the number of bytes left unfilled.
 
-Not emulated (they return ENOTTY even when a topology puts them in a
-command mask): bus ARS_CAP/ARS_START/ARS_STATUS/CLEAR_ERROR, DIMM SMART,
-SMART_THRESHOLD and VENDOR, and CALL functions other than 3-6.  DIMM_FLAGS
-(and CALL function 3) answers {status 0, flags 0}.  The kernel's own label
-updates go through label.py, not through here; as in the kernel, a
-SET_CONFIG_DATA does not refresh the DIMM driver's cached copy
-(``Nvdimm.ndd``) until the DIMM is re-probed.
+ARS, error injection and SMART (kernel/acpi/nfit_fw.py) answer when the
+topology gives a bus the ARS commands (or media errors) and a DIMM Intel
+SMART (``smart = true`` or function 1 in its ``dsm_mask``); the nfit_test
+buses use the module's own callback (kernel/acpi/nfit_test.py).  After a
+CLEAR_ERROR that the firmware accepted, the kernel forgets the range
+(nvdimm_account_cleared_poison).  VENDOR is not emulated (ENOTTY).
+DIMM_FLAGS (and CALL function 3) answers {status 0, flags 0} on QEMU
+DIMMs.  The kernel's own label updates go through label.py, not through
+here; as in the kernel, a SET_CONFIG_DATA does not refresh the DIMM
+driver's cached copy (``Nvdimm.ndd``) until the DIMM is re-probed.
 """
 
 from __future__ import annotations

@@ -287,3 +287,37 @@ def test_ioctl_on_a_removed_dimm(nfit_test):
     assert proc.stdout.strip() == "ENXIO", proc.stderr
     assert nfit_test.run("modprobe nfit_test").returncode == 0
     assert len(nfit_test.json("ndctl list -D")) == 6
+
+
+NFIT_TEST_PROBE = r"""
+import errno, fcntl, os, struct
+def io(path, nr, buf):
+    fd = os.open(path, os.O_RDWR)
+    try:
+        return fcntl.ioctl(fd, 0xC0004E00 | nr, buf), buf
+    except OSError as e:
+        return errno.errorcode[e.errno], buf
+    finally:
+        os.close(fd)
+out = {}
+rc, b = io("/dev/nmem0", 4, bytearray(12)); out["size"] = (rc, list(struct.unpack("<III", b)))
+rc, b = io("/dev/nmem0", 5, bytearray(struct.pack("<III", 0, 8, 0) + bytes(8)))
+out["head"] = (rc, bytes(b[12:18]))
+out["straddle"] = io("/dev/nmem0", 5, bytearray(struct.pack("<III", (128 << 10) - 8, 16, 0) + bytes(16)))[0]
+out["beyond"] = io("/dev/nmem0", 5, bytearray(struct.pack("<III", 128 << 10, 8, 0) + bytes(8)))[0]
+out["bus1_call"] = io("/dev/ndctl1", 10, bytearray(struct.pack("<QQII", 0, 9, 0, 8) + bytes(48)))[0]
+rc, b = io("/dev/ndctl0", 1, bytearray(32)); out["ars_cap"] = (rc, list(struct.unpack_from("<III", b, 16)))
+print(repr(out))
+"""
+
+
+def test_nfit_test_callback(nfit_test):
+    proc = nfit_test.run(f"{sys.executable} -c '{NFIT_TEST_PROBE}'")
+    assert proc.returncode == 0, proc.stderr
+    out = eval(proc.stdout)
+    assert out["size"] == (0, [0, 128 << 10, 4096])
+    assert out["head"] == (0, b"label0")                 # the module's mark in each label area
+    assert out["straddle"] == 8                          # nfit_test returns the unfilled bytes
+    assert out["beyond"] == "EINVAL"
+    assert out["bus1_call"] == "ENOTTY"                  # nfit_test.1 has no cmd_call
+    assert out["ars_cap"] == (0, [3 << 16, 48 + 170 * 24, 256])

@@ -65,3 +65,18 @@ def test_smart_inject_payload():
     count, = struct.unpack_from("<I", out, 20)
     assert (health, spares, mtemp // 16, count, out[35]) == (4, 7, 55, 43, 1)
     assert dimm.smart.inject(bytearray(18)) == (-22, 0)         # the payload must be 19 bytes
+
+
+def test_inject_media_error_api_finds_the_bus():
+    from fakesys.kernel.acpi.nfit_fw import inject_media_error
+    m, bus, region = boot()
+    timers(m.kernel).settle()
+    assert inject_media_error(m.kernel, region.start + 0x8000, 512, scrub=True) is bus
+    timers(m.kernel).settle()
+    assert show(region, "badblocks") == "8 2\n64 1\n"
+    try:
+        inject_media_error(m.kernel, 0x10, 512)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("an address outside every region must be refused")

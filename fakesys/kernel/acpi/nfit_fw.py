@@ -495,3 +495,22 @@ def uc_error_notify(bus) -> None:
     if scrubber is not None:
         mode = ARS_REQ_LONG if getattr(state, "hw_error_scrub", 0) else ARS_REQ_SHORT
         timers(scrubber.kernel).call_later(0.0, lambda: scrubber.rescan(mode))
+
+
+def inject_media_error(kernel, spa: int, length: int = 512, scrub: bool = False):
+    """Python API: the platform finds poison at [spa, spa+length).
+
+    The NFIT bus whose SPA ranges hold ``spa`` gets it in its firmware's
+    list; the kernel learns of it with the next scrub (``scrub=True``
+    requests one, as a machine-check notification would).  Returns the bus.
+    """
+    for bus in kernel.nd.bus.devices.values():
+        state = getattr(bus, "nfit", None)
+        if state is None or state.fw is None:
+            continue
+        if any(r.start <= spa < r.start + r.size for r in bus.regions()):
+            state.fw.inject(spa, length)
+            if scrub and state.scrubber is not None:
+                state.scrubber.rescan(ARS_REQ_SHORT)
+            return bus
+    raise ValueError(f"no NFIT bus with ARS holds {spa:#x}")

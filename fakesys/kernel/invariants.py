@@ -1,35 +1,77 @@
 """Invariants of a live model, checked by one function tests can call.
 
 ``check(kernel)`` returns a list of human-readable violations (empty when
-all is well):
+all is well).  It recomputes what it checks from first principles instead
+of asking the functions under test:
 
-* no two DPA allocations overlap on a DIMM, and each lies inside the DIMM;
-* per region, namespace capacity plus ``available_size`` never exceeds the
-  region size;
-* every label area parses, and the labels of an enabled label-backed region
-  agree with the namespaces shown (uuid, DPA, size) in both directions;
-* every enabled region has its seeds, and they are idle;
-* every sysfs link resolves to a node that is still in the tree;
-* every device's ``driver`` link and the driver's device links agree.
+* DPA: no two allocations overlap on a DIMM, each lies inside the DIMM,
+  and (enabled regions) every allocation belongs to a namespace shown;
+* regions: the pmem namespaces of a region lie inside it and do not
+  overlap; ``available_size`` is what nd_pmem_available_dpa() computes
+  (busy extents widened to align/N, the rest rounded down per mapping), and
+  namespace capacity plus that never exceeds the size; a disabled region
+  has no child devices;
+* labels: both index blocks parse with valid checksums and consecutive
+  sequence numbers (or neither does: a blank area); every slot the current
+  index uses holds a valid label (slot number, 4 KiB aligned DPA/size,
+  checksum for v1.2), no uuid has two labels on one DIMM, no label is left
+  flagged UPDATING, and the labels of an enabled label-backed region agree
+  with the namespaces shown (uuid, DPA, size, name, position, cookie) in
+  both directions;
+* seeds: every enabled region has its namespace/btt/pfn/dax seeds,
+  registered, children of the region and not bound to a driver; a dynamic
+  dax region's seed likewise;
+* dax regions: allocations inside the region, sorted, disjoint, owned by
+  registered devices whose ranges they are; ``available_size`` is the size
+  minus them; every range of a registered device has its ``mappingN``;
+* sysfs: every link under ``sys/`` points at a node still in the tree and
+  its relative path resolves to that node; the inode table and the parent
+  pointers agree;
+* driver core: every device's ``driver`` link and the driver's device
+  links agree; ``/sys/bus/*/devices``, ``/sys/class/*`` and ``/sys/dev``
+  list exactly the registered devices; every devnode has its /dev entry.
+
+``check(kernel, after_crash=True)`` is what a machine booted from media a
+killed daemon left behind must satisfy.  What an interrupted label update
+leaves is tolerated then, as the kernel tolerates it: one torn index block
+(the other is current), labels still flagged UPDATING, and the labels of a
+namespace that reached only some DIMMs of an interleave set (the kernel
+creates no namespace for them but keeps their DPA reserved).
+
+``snapshot(kernel)`` captures everything a sysfs reader could observe
+(every node, every attribute's content or errno) plus the label areas,
+for "a rejected write changed nothing" comparisons.
 """
 
 from __future__ import annotations
 
+import hashlib
+import struct
+import weakref
+
+from fakesys.errors import Errno
 from fakesys.kernel.kernel import Kernel
-from fakesys.sysfs.kernfs import Dir, Link, Node
+from fakesys.sysfs.kernfs import Blob, DeviceNode, Dir, File, Link, Node
+
+PAGE_SIZE = 4096
 
 
-def check(kernel: Kernel) -> list[str]:
+def check(kernel: Kernel, after_crash: bool = False) -> list[str]:
     problems: list[str] = []
     if kernel.nd is not None:
-        for bus in kernel.nd.bus.devices.values():
-            problems += _check_nd_bus(bus)
+        for bus in list(kernel.nd.bus.devices.values()):
+            problems += _check_nd_bus(bus, after_crash)
+    problems += _check_dax(kernel)
+    problems += _check_tree(kernel.tree)
     problems += _check_links(kernel.tree.root)
     problems += _check_drivers(kernel)
     return problems
 
 
-def _check_nd_bus(dev) -> list[str]:
+# -- libnvdimm -------------------------------------------------------------------
+
+
+def _check_nd_bus(dev, after_crash: bool) -> list[str]:
     from fakesys.kernel.nvdimm.bus import NvdimmBus
     if not isinstance(dev, NvdimmBus):
         return []
@@ -43,24 +85,97 @@ def _check_nd_bus(dev) -> list[str]:
             if s2 < e1:
                 out.append(f"{dimm.name}: {n1} [{s1:#x},{e1:#x}) overlaps {n2} [{s2:#x},{e2:#x})")
         for s, e, n in spans:
-            if s < 0 or e > dimm.media.size:
-                out.append(f"{dimm.name}: {n} [{s:#x},{e:#x}) outside the DIMM")
+            if s < 0 or e > dimm.media.size or e <= s:
+                out.append(f"{dimm.name}: {n} [{s:#x},{e:#x}) outside the DIMM or empty")
+        if ndd.labels is not None and dimm.lsa is not None:
+            out += _check_label_area(dimm, after_crash)
     for region in dev.regions():
-        out += _check_region(region)
+        out += _check_region(region, after_crash)
     return out
 
 
-def _check_region(region) -> list[str]:
+def kernel_available_dpa(region) -> int:
+    """nd_region_available_dpa() as region_devs.c/dimm_devs.c compute it.
+
+    Written from the kernel source independently of Region.available_dpa:
+    per mapping, each DPA resource widened to dpa_align() counts as busy if
+    it starts in the mapping, ends in it or eclipses it; a resource that
+    starts inside but runs past the mapping makes the mapping count 0; the
+    free rest is rounded down to the align.  A disabled DIMM makes it 0.
+    """
+    if not region.mappings or region.align % len(region.mappings):
+        return 0
+    align = region.align // len(region.mappings)
+    total = 0
+    for m in region.mappings:
+        ndd = m.nvdimm.ndd
+        if ndd is None:
+            return 0
+        map_start, map_end = m.start, m.start + m.size - 1
+        busy = 0
+        misaligned = False
+        for r in ndd.dpa:
+            start = r.start // align * align
+            end = -(-(r.start + r.size) // align) * align - 1
+            if map_start <= start < map_end:
+                if end > map_end:
+                    misaligned = True
+                    break
+                busy += end - start + 1
+            elif map_start <= end <= map_end:
+                busy += end - start + 1
+            elif start < map_start < end:
+                busy += m.size
+        if misaligned:
+            continue
+        if busy < m.size:
+            total += (m.size - busy) // align * align
+    return total
+
+
+def _shown(dev, name: str) -> str | None:
+    node = dev.kobj.get(name) if dev.kobj is not None else None
+    if not isinstance(node, File):
+        return None
+    try:
+        return node.read().decode(errors="replace")
+    except Errno:
+        return None
+
+
+def _check_region(region, after_crash: bool = False) -> list[str]:
     from fakesys.kernel.nvdimm.bus import ND_DEVICE_NAMESPACE_PMEM
-    from fakesys.kernel.nvdimm.dimm import LsaIo, label_id
-    from fakesys.kernel.nvdimm.label import LabelArea
+    from fakesys.kernel.nvdimm.dimm import label_id
     from fakesys.kernel.nvdimm.namespace import NamespacePmem
     out: list[str] = []
-    used = sum(ns.capacity for ns in region.namespaces())
-    if region.mappings and region.driver is not None and used + region.available_dpa() > region.size:
-        out.append(f"{region.name}: namespaces {used} + available {region.available_dpa()} > size {region.size}")
     if region.driver is None:
+        kids = [c.name for c in region.children if c.registered]
+        if kids:
+            out.append(f"{region.name}: disabled but still has {kids}")
         return out
+    namespaces = region.namespaces()
+    used = sum(ns.capacity for ns in namespaces)
+    labelled = region.nstype() == ND_DEVICE_NAMESPACE_PMEM
+    if region.mappings:
+        avail = kernel_available_dpa(region)
+        # an io namespace spans the region without allocating DPA
+        if labelled and used + avail > region.size:
+            out.append(f"{region.name}: namespaces {used} + available {avail} > size {region.size}")
+        shown = _shown(region, "available_size")
+        if shown is not None and shown != f"{avail}\n":
+            out.append(f"{region.name}: available_size shows {shown.strip()}, the kernel computes {avail}")
+        extent = _shown(region, "max_available_extent")
+        if extent is not None and extent.strip().isdigit() and int(extent) > avail:
+            out.append(f"{region.name}: max_available_extent {extent.strip()} > available_size {avail}")
+    spans = sorted((ns.res_start, ns.res_start + ns.res_size, ns.name)
+                   for ns in namespaces if isinstance(ns, NamespacePmem) and ns.res_size)
+    for s, e, n in spans:
+        if s < region.start or e > region.start + region.size:
+            out.append(f"{region.name}: {n} [{s:#x},{e:#x}) lies outside the region")
+    for (s1, e1, n1), (s2, e2, n2) in zip(spans, spans[1:]):
+        if s2 < e1:
+            out.append(f"{region.name}: {n1} and {n2} overlap")
+    # seeds
     for kind in ("ns_seed", "btt_seed", "pfn_seed", "dax_seed"):
         seed = getattr(region, kind)
         if seed is None:
@@ -68,65 +183,452 @@ def _check_region(region) -> list[str]:
                 out.append(f"{region.name}: no {kind}")
         elif not seed.registered:
             out.append(f"{region.name}: {kind} {seed.name} is not registered")
-        elif kind != "ns_seed" and (seed.driver is not None or getattr(seed, "ndns", None) is not None):
-            out.append(f"{region.name}: {kind} {seed.name} is not idle")
-    if region.nstype() != ND_DEVICE_NAMESPACE_PMEM:
+        elif seed.parent is not region:
+            out.append(f"{region.name}: {kind} {seed.name} belongs to another region")
+        elif seed.driver is not None and (kind != "ns_seed" or labelled):
+            # (the io namespace of a label-less region is its seed, and bound)
+            out.append(f"{region.name}: {kind} {seed.name} is bound to {seed.driver.name}")
+    if not labelled:
         return out
     wanted = {}
-    for ns in region.namespaces():
+    for ns in namespaces:
         if isinstance(ns, NamespacePmem) and ns.uuid is not None and ns.capacity:
+            if ns.uuid in wanted:
+                out.append(f"{region.name}: {ns.name} and {wanted[ns.uuid].name} share uuid {ns.uuid}")
             wanted[ns.uuid] = ns
+    ids = {label_id(u) for u in wanted}
     for m in region.mappings:
         ndd = m.nvdimm.ndd
-        if ndd is None or ndd.labels is None:
+        if ndd is None:
             continue
-        media = LabelArea(LsaIo(m.nvdimm.lsa))  # what is on media, not the driver's copy
-        if not media.validate():
+        for r in ndd.dpa:
+            inside = m.start <= r.start < m.start + m.size
+            if inside and r.name not in ids and not after_crash:
+                out.append(f"{m.nvdimm.name}: DPA [{r.start:#x},+{r.size:#x}) of {r.name} "
+                           f"belongs to no namespace of {region.name}")
+        if ndd.labels is None:
+            continue
+        area = _media_area(m.nvdimm)
+        if area is None or not area.valid:
             if wanted:
                 out.append(f"{m.nvdimm.name}: no valid label index but namespaces exist")
             continue
-        labels = {l.uuid: l for l in media.labels() if l.flags == 0}
+        cookie = _region_cookie(region, area)
+        labels = {}
+        for label in area.labels:
+            if not m.start <= label.dpa < m.start + m.size:
+                continue  # another region's label on the same DIMM
+            labels[label.uuid] = label
         for uuid, ns in wanted.items():
             label = labels.get(uuid)
             res = ndd.resources(label_id(uuid))
             if label is None:
                 out.append(f"{m.nvdimm.name}: no label for {ns.name} ({uuid})")
-            elif not res or label.dpa != res[0].start or label.rawsize != sum(r.size for r in res):
+                continue
+            if not res or label.dpa != res[0].start or label.rawsize != sum(r.size for r in res):
                 out.append(f"{m.nvdimm.name}: label of {ns.name} disagrees with its DPA allocation")
+            if label.nlabel != len(region.mappings) or label.position != m.position:
+                out.append(f"{m.nvdimm.name}: label of {ns.name} has nlabel {label.nlabel} "
+                           f"position {label.position}")
+            if label.raw_name.split(b"\0", 1)[0] != ns.alt_name.encode("utf-8", "surrogateescape"):
+                out.append(f"{m.nvdimm.name}: label of {ns.name} names it {label.raw_name!r}, "
+                           f"alt_name is {ns.alt_name!r}")
+            if label.lbasize != ns.lbasize:
+                out.append(f"{m.nvdimm.name}: label of {ns.name} has lbasize {label.lbasize}")
+            if cookie is not None and label.isetcookie != cookie:
+                out.append(f"{m.nvdimm.name}: label of {ns.name} has cookie {label.isetcookie:#x}, "
+                           f"the set's is {cookie:#x}")
         for uuid in labels:
-            if uuid not in wanted:
+            if uuid not in wanted and not after_crash:
                 out.append(f"{m.nvdimm.name}: label {uuid} belongs to no namespace of {region.name}")
     return out
 
 
+def _region_cookie(region, area) -> int | None:
+    if region.nd_set is None:
+        return None
+    return region.nd_set.cookie1 if area.version == (1, 1) else region.nd_set.cookie2
+
+
+class _MediaArea:
+    """What one label area on media holds: parsed once per content."""
+
+    def __init__(self, raw: bytes) -> None:
+        from fakesys.kernel.nvdimm.label import LabelArea
+        from fakesys.media import Memory
+        store = Memory(len(raw))
+        store.write(0, raw)
+        self.raw = raw
+        self.area = LabelArea(_RawIo(store))
+        self.valid = self.area.validate()
+        self.version = self.area.version if self.valid else None
+        self.labels = self.area.labels() if self.valid else []
+        self.problems: dict[bool, list[str]] = {}
+
+
+class _RawIo:
+    def __init__(self, store) -> None:
+        self.store = store
+        self.config_size = store.size
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self.store.read(offset, length)
+
+    def write(self, offset: int, data: bytes) -> None:
+        raise AssertionError("the invariant checker never writes labels")
+
+
+_AREAS: dict[bytes, _MediaArea] = {}
+
+
+def _media_area(dimm) -> _MediaArea | None:
+    """The DIMM's label area as it is on media (not the driver's copy)."""
+    if dimm.lsa is None or not dimm.lsa.size:
+        return None
+    raw = dimm.lsa.read(0, dimm.lsa.size)
+    key = hashlib.blake2b(raw, digest_size=16).digest()
+    found = _AREAS.get(key)
+    if found is None:
+        if len(_AREAS) > 512:
+            _AREAS.clear()
+        found = _AREAS[key] = _MediaArea(raw)
+    return found
+
+
+def _check_label_area(dimm, after_crash: bool) -> list[str]:
+    """Both index blocks and every used slot of the area on media."""
+    media = _media_area(dimm)
+    if media is None:
+        return []
+    if not media.valid:
+        if dimm.ndd is not None and dimm.ndd.labels is not None and dimm.ndd.labels.valid \
+                and dimm.ndd.labels.labels() and dimm.busy:
+            # the driver still uses labels the media lost
+            return [f"{dimm.name}: the media has no valid index but the driver uses labels"]
+        return []
+    if after_crash not in media.problems:
+        media.problems[after_crash] = _area_problems(media, after_crash)
+    return [f"{dimm.name}: {p}" for p in media.problems[after_crash]]
+
+
+def _area_problems(media: _MediaArea, after_crash: bool) -> list[str]:
+    from fakesys.kernel.nvdimm.label import (
+        NSINDEX_SEQ_MASK, NSLABEL_FLAG_UPDATING, LabelArea, _label_checksum_ok, decode_label,
+        nd_inc_seq,
+    )
+    area = media.area
+    if not area.valid:
+        return []
+    out: list[str] = []
+    current = area.current
+    lsz = area.label_size
+    raw_all = media.raw
+    # the loaded copy has the current index copied over the next one:
+    # judge both blocks as they are on media
+    raw = LabelArea(area.io)
+    raw._label_size, raw._data = lsz, bytearray(raw_all)
+    valid = [raw._index_block_valid(i) for i in (0, 1)]
+    if valid != [True, True]:
+        if not after_crash:
+            out.append(f"index block {valid.index(False)} is not valid")
+    else:
+        seqs = [raw.index(i).seq & NSINDEX_SEQ_MASK for i in (0, 1)]
+        if nd_inc_seq(seqs[0]) != seqs[1] and nd_inc_seq(seqs[1]) != seqs[0]:
+            out.append(f"index sequence numbers {seqs} are not consecutive")
+    seen: dict[bytes, int] = {}
+    for slot in area._used_slots(current):
+        off = area._slot_off(slot)
+        raw = raw_all[off:off + lsz]
+        if len(raw) < lsz:
+            out.append(f"used slot {slot} lies past the area")
+            continue
+        (found,) = struct.unpack_from("<I", raw, 120)
+        if found != slot:
+            out.append(f"used slot {slot} holds a label for slot {found}")
+            continue
+        if not _label_checksum_ok(raw, lsz):
+            out.append(f"label in slot {slot} has a bad checksum")
+            continue
+        label = decode_label(raw, lsz)
+        if (label.dpa | label.rawsize) % PAGE_SIZE:
+            out.append(f"label in slot {slot} is not 4K aligned")
+        if label.flags & NSLABEL_FLAG_UPDATING and not after_crash:
+            out.append(f"label {label.uuid} in slot {slot} is still flagged UPDATING")
+        if raw[:16] in seen:
+            out.append(f"uuid {label.uuid} has labels in slots {seen[raw[:16]]} and {slot}")
+        seen[raw[:16]] = slot
+    return out
+
+
+# -- dax -----------------------------------------------------------------------
+
+
+def _dax_regions(kernel: Kernel):
+    seen = set()
+    for bus in kernel.buses.values():
+        for dev in bus.devices.values():
+            region = getattr(dev, "dax_region", None)
+            if region is not None and id(region) not in seen and getattr(region, "host", None) is dev:
+                seen.add(id(region))
+                yield region
+
+
+def _check_dax(kernel: Kernel) -> list[str]:
+    if getattr(kernel, "dax", None) is None:
+        return []
+    out: list[str] = []
+    for region in _dax_regions(kernel):
+        name = f"dax region {region.id}"
+        res = list(region.res)
+        if res != sorted(res, key=lambda a: a.start):
+            out.append(f"{name}: allocations are not sorted")
+        for a in res:
+            if a.start < region.start or a.end > region.end or a.end < a.start:
+                out.append(f"{name}: allocation [{a.start:#x},{a.end:#x}] outside the region")
+            if a.owner not in region.devices or not a.owner.registered:
+                out.append(f"{name}: allocation [{a.start:#x},{a.end:#x}] of {a.owner.name} "
+                           f"which is not a registered device of the region")
+        spans = sorted((a.start, a.end) for a in res)
+        for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
+            if s2 <= e1:
+                out.append(f"{name}: allocations [{s1:#x},{e1:#x}] and [{s2:#x},{e2:#x}] overlap")
+        allocated = sum(a.end - a.start + 1 for a in res)
+        shown = None
+        node = region.host.kobj.walk("dax_region/available_size") if region.host.kobj else None
+        if isinstance(node, File):
+            try:
+                shown = node.read().decode()
+            except Errno:
+                shown = None
+        if shown is not None and shown != f"{region.size - allocated}\n":
+            out.append(f"{name}: available_size shows {shown.strip()}, size {region.size} "
+                       f"minus allocations {allocated} is {region.size - allocated}")
+        for dev in region.devices:
+            mine = sorted((a.start, a.end) for a in res if a.owner is dev)
+            ranges = sorted((r.start, r.end) for r in dev.ranges)
+            if mine != ranges:
+                out.append(f"{dev.name}: ranges {ranges} are not its allocations {mine}")
+            if dev.registered:
+                for r in dev.ranges:
+                    if r.mapping is None or not r.mapping.registered:
+                        out.append(f"{dev.name}: range [{r.start:#x},{r.end:#x}] has no mapping device")
+            pg = 0
+            for r in sorted(dev.ranges, key=lambda r: r.pgoff):
+                if r.pgoff != pg:
+                    out.append(f"{dev.name}: range at {r.start:#x} has page_offset {r.pgoff:#x}, expected {pg:#x}")
+                pg += (r.end - r.start + 1) // PAGE_SIZE
+        seed = getattr(region, "seed", None)
+        if seed is not None and not region.static:
+            if not seed.registered:
+                out.append(f"{name}: seed {seed.name} is not registered")
+            elif seed.driver is not None:
+                out.append(f"{name}: seed {seed.name} is bound to {seed.driver.name}")
+    return out
+
+
+# -- the tree ---------------------------------------------------------------------
+
+
+def _check_tree(tree) -> list[str]:
+    out: list[str] = []
+    for ino, node in tree.inodes.items():
+        if node.ino != ino:
+            out.append(f"inode {ino} maps {node.path()} whose ino is {node.ino}")
+    stack: list[Node] = [tree.root]
+    reached = 0
+    while stack:
+        node = stack.pop()
+        reached += 1
+        if tree.inodes.get(node.ino) is not node:
+            out.append(f"{node.path() or '/'}: reachable but not in the inode table")
+        if isinstance(node, Dir):
+            for name, child in node.children.items():
+                if child.name != name or child.parent is not node:
+                    out.append(f"{node.path()}/{name}: name or parent pointer disagrees")
+                stack.append(child)
+    if reached != len(tree.inodes):
+        out.append(f"{len(tree.inodes) - reached} inodes are not reachable from the root")
+    return out
+
+
+def _resolve(link: Link) -> Node | None:
+    """Follow the link's text from its directory, as the VFS would."""
+    node: Node | None = link.parent
+    for part in link.readlink().split("/"):
+        if node is None:
+            return None
+        if part == "..":
+            node = node.parent
+        elif part and part != ".":
+            node = node.children.get(part) if isinstance(node, Dir) else None
+    return node
+
+
 def _check_links(root: Dir) -> list[str]:
     out: list[str] = []
-    stack: list[Node] = [root]
+    sys = root.get("sys")
+    stack: list[Node] = [sys] if sys is not None else []
     while stack:
         node = stack.pop()
         if isinstance(node, Dir):
             stack.extend(node.children.values())
-        elif isinstance(node, Link) and isinstance(node.target, Node) and not node.target.attached:
-            out.append(f"{node.path()} -> {node.target.path()} dangles")
+        elif isinstance(node, Link):
+            if not isinstance(node.target, Node):
+                out.append(f"{node.path()} -> {node.target!r} leaves the tree")
+            elif not node.target.attached:
+                out.append(f"{node.path()} -> {node.target.path()} dangles")
+            else:
+                # nodes never move while attached: a link that resolved once
+                # (same link, same target, both still attached) still does
+                key = (node.ino, node.target.ino)
+                if _RESOLVED.get(key) is node:
+                    continue
+                if _resolve(node) is not node.target:
+                    out.append(f"{node.path()} -> {node.readlink()} does not resolve to "
+                               f"{node.target.path()}")
+                else:
+                    if len(_RESOLVED) > 100_000:
+                        _RESOLVED.clear()
+                    _RESOLVED[key] = node
     return out
+
+
+_RESOLVED: "weakref.WeakValueDictionary[tuple[int, int], Link]" = weakref.WeakValueDictionary()
 
 
 def _check_drivers(kernel: Kernel) -> list[str]:
     out: list[str] = []
     for bus in kernel.buses.values():
-        for dev in bus.devices.values():
+        listed = {n.name: n for n in bus.devices_dir.children.values()} if bus.devices_dir else {}
+        for name, dev in bus.devices.items():
+            if not dev.registered:
+                out.append(f"{name}: on bus {bus.name} but not registered")
+            node = listed.pop(name, None)
+            if not isinstance(node, Link) or node.target is not dev.kobj:
+                out.append(f"/sys/bus/{bus.name}/devices/{name} does not point at {name}")
             link = dev.kobj.get("driver") if dev.kobj is not None else None
             if dev.driver is None and link is not None:
                 out.append(f"{dev.name}: driver link without a driver")
             if dev.driver is not None:
+                if dev.driver.bus is not bus:
+                    out.append(f"{dev.name}: bound to {dev.driver.name} of another bus")
                 if not isinstance(link, Link) or link.target is not dev.driver.dir:
                     out.append(f"{dev.name}: driver link does not point at {dev.driver.name}")
                 if dev.driver.dir is None or dev.driver.dir.get(dev.name) is None:
                     out.append(f"{dev.name}: missing from /sys/bus/{bus.name}/drivers/{dev.driver.name}")
+        for name in listed:
+            out.append(f"/sys/bus/{bus.name}/devices/{name}: no such device")
         for drv in bus.drivers.values():
             for node in drv.dir.children.values() if drv.dir else ():
                 if isinstance(node, Link) and node.name not in ("module",):
                     dev = bus.devices.get(node.name)
-                    if dev is None or dev.driver is not drv:
+                    if dev is None or dev.driver is not drv or node.target is not dev.kobj:
                         out.append(f"/sys/bus/{bus.name}/drivers/{drv.name}/{node.name} is stale")
+    for cls in kernel.classes.values():
+        for node in cls.dir.children.values():
+            if isinstance(node, Link) and isinstance(node.target, Node) and not node.target.attached:
+                out.append(f"/sys/class/{cls.name}/{node.name} is stale")
+    for kind, d in kernel.sys_dev.items():
+        for node in d.children.values():
+            if not isinstance(node, Link) or not isinstance(node.target, Node) or not node.target.attached:
+                out.append(f"/sys/dev/{'char' if kind == 'c' else 'block'}/{node.name} is stale")
+    for name, dn in kernel.devnodes.items():
+        if not dn.device.registered:
+            out.append(f"/dev/{name}: its device {dn.device.name} is gone")
+        if kernel.dev.walk(name) is None:
+            out.append(f"/dev/{name}: devnode without a /dev entry")
+    return out
+
+
+# -- snapshots -----------------------------------------------------------------------
+
+
+def snapshot(kernel: Kernel) -> dict[str, object]:
+    """Everything a reader of the tree could observe, plus the label areas.
+
+    Attribute contents are rendered (an attribute whose show fails records
+    its errno; one whose show crashes records the exception type, which a
+    caller should treat as a bug).  Blob contents (media) are not read,
+    only their sizes.
+    """
+    out: dict[str, object] = {}
+    stack: list[tuple[str, Node]] = [("", kernel.tree.root)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, Dir):
+            out[path] = ("dir", node.mode)
+            prefix = f"{path}/" if path else ""
+            stack.extend((prefix + name, child) for name, child in node.children.items())
+        elif isinstance(node, Link):
+            out[path] = ("link", node.readlink())
+        elif isinstance(node, File):
+            if node.show is None or not node.mode & 0o444:
+                out[path] = ("file", node.mode, None)
+                continue
+            try:
+                content: object = node.read()
+            except Errno as e:
+                content = ("errno", e.errno)
+            except Exception as e:  # a crashing show: the caller decides
+                content = ("fault", type(e).__name__)
+            out[path] = ("file", node.mode, content)
+        elif isinstance(node, Blob):
+            try:
+                size: object = node.size()
+            except Exception as e:
+                size = ("fault", type(e).__name__)
+            out[path] = ("blob", node.mode, size)
+        elif isinstance(node, DeviceNode):
+            out[path] = ("node", node.kind, node.major, node.minor, node.mode)
+    if kernel.nd is not None:
+        for bus in kernel.nd.bus.devices.values():
+            for dimm in getattr(bus, "nvdimms", lambda: [])():
+                if dimm.lsa is not None and dimm.lsa.size:
+                    data = dimm.lsa.read(0, dimm.lsa.size)
+                    out[f"<lsa {dimm.name}>"] = hashlib.sha256(data).hexdigest()
+    return out
+
+
+def snapshot_digest(kernel: Kernel) -> str:
+    """A short hash of :func:`snapshot`, for comparing across processes."""
+    h = hashlib.sha256()
+    for key, value in sorted(snapshot(kernel).items()):
+        h.update(repr((key, value)).encode())
+    return h.hexdigest()
+
+
+def diff(before: dict[str, object], after: dict[str, object], limit: int = 12) -> list[str]:
+    """What changed between two snapshots, as short lines."""
+    out = []
+    for key in sorted(set(before) | set(after)):
+        a, b = before.get(key), after.get(key)
+        if a != b:
+            out.append(f"{key}: {_short(a)} -> {_short(b)}")
+            if len(out) >= limit:
+                out.append("...")
+                break
+    return out
+
+
+def _short(v: object) -> str:
+    text = repr(v)
+    return text if len(text) < 100 else text[:97] + "..."
+
+
+def control_reply(cmd: str, kernel: Kernel, server=None) -> dict:
+    """The daemon's answer to the control commands ``check``, ``check crash``
+    (invariants, with what a killed daemon may leave tolerated) and
+    ``snapshot`` (every attribute under sys/ as the model shows it now:
+    text as latin-1, or the errno of a failing show)."""
+    if cmd.startswith("check"):
+        return {"violations": check(kernel, after_crash=cmd == "check crash"),
+                "digest": snapshot_digest(kernel), "faults": getattr(server, "faults", 0)}
+    out: dict[str, object] = {}
+    for path, value in snapshot(kernel).items():
+        if path.startswith("sys/") and isinstance(value, tuple) and value[0] == "file":
+            content = value[2]
+            if isinstance(content, bytes):
+                out[path] = content.decode("latin-1")
+            elif isinstance(content, tuple):
+                out[path] = {content[0]: content[1]}
     return out

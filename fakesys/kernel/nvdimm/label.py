@@ -524,6 +524,12 @@ def _bit(buf: bytearray | bytes, base: int, nr: int) -> bool:
     return bool(buf[base + (nr >> 3)] >> (nr & 7) & 1)
 
 
+def _free_bits(buf: bytearray | bytes, base: int, nslot: int) -> int:
+    """Bits 0..nslot-1 of the bitmap at ``base`` as one integer (bit n = slot n)."""
+    raw = bytes(buf[base:base + (nslot + 7) // 8]).ljust((nslot + 7) // 8, b"\0")
+    return int.from_bytes(raw, "little") & ((1 << nslot) - 1)
+
+
 def _set_bit(buf: bytearray, base: int, nr: int) -> None:
     buf[base + (nr >> 3)] |= 1 << (nr & 7)
 
@@ -763,7 +769,13 @@ class LabelArea:
         assert self._data is not None
         base = self._index_off(which) + NSINDEX_HEADER_SIZE
         nslot = self.index(which).nslot
-        return [s for s in range(nslot) if not _bit(self._data, base, s)]
+        used = ~_free_bits(self._data, base, nslot) & ((1 << nslot) - 1)
+        out = []
+        while used:
+            low = used & -used
+            out.append(low.bit_length() - 1)
+            used ^= low
+        return out
 
     def labels(self) -> list[NamespaceLabel]:
         """Active labels of the current index, in slot order.
@@ -794,7 +806,7 @@ class LabelArea:
         assert self._data is not None
         base = self._index_off(self._next) + NSINDEX_HEADER_SIZE
         nslot = self.index(self._next).nslot
-        return sum(_bit(self._data, base, s) for s in range(nslot))
+        return _free_bits(self._data, base, nslot).bit_count()
 
     def available_slots(self) -> int:
         """The DIMM's ``available_slots``: nfree - 1, never below 0.

@@ -19,6 +19,7 @@ files and symlinks, never what they mean.  What it guarantees:
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import logging
 import os
@@ -223,7 +224,8 @@ class Server(pyfuse3.Operations):
         except Errno as e:
             raise pyfuse3.FUSEError(e.errno) from None
         except Exception:
-            log.exception("show %s failed", node.path())
+            self.faults += 1
+            log.exception("show /%s failed", node.path())
             raise pyfuse3.FUSEError(errno.EIO) from None
         return handle.content[off:off + size]
 
@@ -238,7 +240,8 @@ class Server(pyfuse3.Operations):
             log.debug("write %r to %s: %s", bytes(buf)[:64], node.path(), e)
             raise pyfuse3.FUSEError(e.errno) from None
         except Exception:
-            log.exception("store %r to %s failed", bytes(buf)[:64], node.path())
+            self.faults += 1
+            log.exception("store %r to /%s failed", bytes(buf)[:64], node.path())
             raise pyfuse3.FUSEError(errno.EIO) from None
         finally:
             self._served.pop(node.ino, None)
@@ -290,6 +293,14 @@ class Server(pyfuse3.Operations):
             self._served[node.ino] = _ERROR
             if strict:
                 raise
+            return _ERROR
+        except Exception:
+            # a crashing show: the read reports EIO (and logs); stat still works
+            self._served[node.ino] = _ERROR
+            if strict:
+                raise
+            self.faults += 1
+            log.exception("show /%s failed", node.path())
             return _ERROR
         self._served[node.ino] = content
         return content
@@ -377,3 +388,60 @@ async def serve(server: Server, mountpoint: str, options: set[str],
     finally:
         server.mounted = False
         pyfuse3.close(unmount=True)
+
+
+# -- fault containment ---------------------------------------------------------
+#
+# pyfuse3 lets any exception other than FUSEError escape from a handler into
+# its main loop, which ends the loop: the mount goes away and the caller never
+# gets an answer.  A bug in one show/store (or here) must cost one request, not
+# the mount: every operation answers EIO instead, after logging the fault with
+# the request's context.
+
+def _context(server: Server, op: str, args: tuple) -> str:
+    first = args[0] if args else None
+    parts = []
+    try:
+        if op in ("read", "write", "flush", "fsync", "release", "readdir", "releasedir"):
+            handle = server._open.get(first)
+            node = getattr(handle, "node", None)
+            parts.append(f"fh {first}" + (f" /{node.path()}" if node is not None else ""))
+            if op in ("read", "write", "readdir") and len(args) > 1:
+                parts.append(f"offset {args[1]}")
+            if op == "write" and len(args) > 2:
+                parts.append(f"data {bytes(args[2])[:64]!r}")
+        elif isinstance(first, int):
+            node = server.tree.inodes.get(first)
+            parts.append(f"inode {first}" + (f" /{node.path()}" if node is not None else ""))
+            if op == "lookup" and len(args) > 1:
+                parts.append(f"name {os.fsdecode(args[1])!r}")
+    except Exception:  # the context must never hide the fault
+        parts.append("(no context)")
+    return ", ".join(parts)
+
+
+def _guard(op: str, fn):
+    @functools.wraps(fn)
+    async def guarded(self, *args):
+        try:
+            return await fn(self, *args)
+        except pyfuse3.FUSEError:
+            raise
+        except Errno as e:
+            raise pyfuse3.FUSEError(e.errno) from None
+        except Exception:
+            self.faults += 1
+            log.exception("FUSE %s failed (%s)", op, _context(self, op, args))
+            if op == "forget":
+                return None
+            raise pyfuse3.FUSEError(errno.EIO) from None
+    return guarded
+
+
+Server.faults = 0  # faults contained so far (per instance once one happened)
+for _op in ("lookup", "getattr", "setattr", "readlink", "forget", "statfs", "opendir",
+            "readdir", "releasedir", "open", "read", "write", "flush", "fsync", "release",
+            "poll"):
+    if _op in Server.__dict__:
+        setattr(Server, _op, _guard(_op, Server.__dict__[_op]))
+del _op

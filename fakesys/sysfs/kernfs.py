@@ -161,12 +161,15 @@ class File(Node):
         if self.show is None:
             raise Errno(errno.EIO, "attribute has no show")
         data = self.show()
-        return data.encode() if isinstance(data, str) else bytes(data)
+        # a str may hold bytes a store kept as written (surrogateescape)
+        return data.encode("utf-8", "surrogateescape") if isinstance(data, str) else bytes(data)
 
     def write(self, data: bytes) -> int:
         """sysfs write: at most one page, handed to ``store`` in one call."""
         if len(data) > PAGE_SIZE:
             raise Errno(errno.E2BIG, "sysfs writes are limited to one page")
+        if not data:
+            return 0  # sysfs_kf_write(): an empty write reaches no store
         if self.store is None:
             raise Errno(errno.EIO, "attribute has no store")
         self.store(data)

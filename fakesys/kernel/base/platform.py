@@ -112,7 +112,8 @@ class PlatformDevice(Device):
         EINVAL; the value is cut at the first NUL and the first newline; an
         empty value, or one starting with a newline, clears the override.
         Binds and unbinds nothing."""
-        count = getattr(buf, "count", len(str(buf).encode()))
+        count = buf.count if isinstance(getattr(buf, "count", None), int) else \
+            len(str(buf).encode("utf-8", "surrogateescape"))
         if count >= PAGE_SIZE - 1:
             raise Errno(errno.EINVAL, "driver_override too long")
         value = str(buf).split("\n", 1)[0]

@@ -42,7 +42,7 @@ class Machine:
 
     def _store(self, name: str, size: int):
         if self.state_dir:
-            store = FileStore(os.path.join(self.state_dir, name), size)
+            store = FileStore(state_path(self.state_dir, name), size)
         else:
             store = Memory(size)
         self.stores.append(store)
@@ -77,6 +77,14 @@ class Machine:
             for store in self.ram_stores:
                 store.zero()
         self.flush()
+
+
+def state_path(state_dir: str, name: str) -> str:
+    """The file for store ``name`` (from a topology: DIMM names, ranges) in the
+    state directory; a name that would lead anywhere else is refused."""
+    if not name or "/" in name or "\0" in name or name in (".", ".."):
+        raise ValueError(f"bad media name {name!r}: it must be a plain file name")
+    return os.path.join(state_dir, name)
 
 
 def _e820(machine: Machine, spec) -> None:

@@ -8,7 +8,9 @@ a file, for volatile media and unit tests.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 
 import numpy as np
 
@@ -46,13 +48,21 @@ class FileStore(Memory):
     def __init__(self, path: str, size: int) -> None:
         self.path = path
         self.size = size
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
+        self._buf = self._map(size)
+
+    def _map(self, size: int, truncate: bool = False):
+        """Open the file (never through a symlink, never anything but a regular
+        file: the state directory must not lead writes elsewhere), size it and
+        map it."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "r+b") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, f"{self.path} is not a regular file")
+            if truncate:
+                os.ftruncate(fd, 0)
             if os.fstat(fd).st_size != size:
                 os.ftruncate(fd, size)
-        finally:
-            os.close(fd)
-        self._buf = np.memmap(path, dtype=np.uint8, mode="r+", shape=(size,)) if size else np.zeros(0, np.uint8)
+            return np.memmap(f, dtype=np.uint8, mode="r+", shape=(size,)) if size else np.zeros(0, np.uint8)
 
     def flush(self) -> None:
         if isinstance(self._buf, np.memmap):
@@ -65,9 +75,7 @@ class FileStore(Memory):
             return
         self.flush()
         self._buf = np.zeros(0, np.uint8)   # drop the mapping before truncating
-        os.truncate(self.path, 0)
-        os.truncate(self.path, self.size)
-        self._buf = np.memmap(self.path, dtype=np.uint8, mode="r+", shape=(self.size,))
+        self._buf = self._map(self.size, truncate=True)
 
 
 class Slice:

@@ -174,23 +174,42 @@ class Region(NdDevice):
             cursor = max(cursor, e)
         return out
 
+    def _mapping_available(self, m: Mapping) -> int:
+        """nd_pmem_available_dpa() of one mapping."""
+        unit = self._unit()
+        busy = sum(e - s for s, e in self._busy_extents(m))
+        return max(m.size - busy, 0) // unit * unit
+
     def available_dpa(self) -> int:
         """nd_region_available_dpa(): what ``available_size`` shows."""
         if not self.mappings or any(m.nvdimm.ndd is None for m in self.mappings):
             return 0
-        unit = self._unit()
-        total = 0
-        for m in self.mappings:
-            busy = sum(e - s for s, e in self._busy_extents(m))
-            total += max(m.size - busy, 0) // unit * unit
-        return total
+        return sum(self._mapping_available(m) for m in self.mappings)
 
     def allocatable_dpa(self) -> int:
-        """nd_region_allocatable_dpa(): largest contiguous extent times N."""
+        """nd_region_allocatable_dpa(): largest contiguous extent times N.
+
+        The kernel (nd_pmem_max_contiguous_dpa) first reserves as much free
+        space as nd_pmem_available_dpa() reports, first fit in DPA order,
+        then takes the largest reserved piece.  That bound matters: the
+        available count widens every allocation to the alignment on its own,
+        so it can be smaller than the free space (allocations sharing an
+        align unit after ``align`` grew), and the extent never exceeds it.
+        """
         if not self.mappings or any(m.nvdimm.ndd is None for m in self.mappings):
             return 0
-        biggest = min(max((e - s for s, e in self.free_extents(m)), default=0) for m in self.mappings)
-        return biggest * len(self.mappings)
+        unit = self._unit()
+        biggest = None
+        for m in self.mappings:
+            left, best = self._mapping_available(m), 0
+            for s, e in self.free_extents(m):
+                if left <= 0:
+                    break
+                take = min(e - s, left)
+                best = max(best, take // unit * unit)
+                left -= take
+            biggest = best if biggest is None else min(biggest, best)
+        return (biggest or 0) * len(self.mappings)
 
     # -- media --------------------------------------------------------------
 

@@ -87,6 +87,15 @@ class Kernel:
         self._deferred: list[Callable[[], object]] = []
         self.nd = None   # libnvdimm state, set by boot()
         self.dax = None  # dax core state, set by boot()
+        # physical address space (/proc/iomem) and the memory subsystems, set by boot()
+        from fakesys.kernel.resource import ResourceTree
+        self.iomem = ResourceTree()
+        self.proc = self.tree.root.mkdir("proc")
+        self.cpus = None
+        self.nodes = None
+        self.memory = None
+        self.memory_tiers = None
+        self.hmat = None
 
     # -- registries -------------------------------------------------------
 

@@ -105,6 +105,8 @@ class DaxRegion:
         # what the region's memory keeps across reboots: None for volatile
         # memory (hmem), an id of the media (a pmem info block's uuid) else
         self.persistent_id: str | None = None
+        # its ranges are test memory (nfit_test): requests never reach iomem
+        self.iomem_wrapped = False
 
     @property
     def end(self) -> int:
@@ -569,14 +571,13 @@ class DaxDriver(Driver):
 
 
 class Dax:
-    """The dax core: the bus, char minors, the drivers once loaded, busy ranges."""
+    """The dax core: the bus, char minors, the drivers once loaded."""
 
     def __init__(self, kernel: "Kernel") -> None:
         self.kernel = kernel
         self.bus = kernel.register_bus(DaxBus(kernel))
         self.minors: set[int] = set()
         self.drivers: dict[str, DaxDriver] = {}
-        self.busy: list[tuple[int, int, str]] = []  # request_mem_region() claims (start, end, name)
 
     @property
     def drivers_loaded(self) -> bool:
@@ -593,15 +594,17 @@ class Dax:
     def free_minor(self, minor: int) -> None:
         self.minors.discard(minor)
 
-    def request_mem_region(self, start: int, size: int, name: str) -> bool:
-        end = start + size - 1
-        if any(s <= end and start <= e for s, e, _ in self.busy):
-            return False
-        self.busy.append((start, end, name))
-        return True
+    def request_mem_region(self, start: int, size: int, name: str, wrapped: bool = False):
+        """request_mem_region() in the machine's iomem tree: the resource, or
+        None when someone holds (part of) the range.  ``wrapped``: a test
+        range (nfit_test) whose requests never reach iomem."""
+        if wrapped:
+            from fakesys.kernel.resource import Resource
+            return Resource(name, start, start + size - 1)
+        return self.kernel.iomem.request_region(start, size, name)
 
     def release_mem_region(self, start: int, size: int) -> None:
-        self.busy = [b for b in self.busy if (b[0], b[1]) != (start, start + size - 1)]
+        self.kernel.iomem.release_region(start, size)
 
     def device_by_devt(self, devt: tuple[int, int]) -> DevDax | None:
         """The registered dax device whose char device has these numbers."""

@@ -1,8 +1,8 @@
 """``device_dax`` (drivers/dax/device.c): a dax device as a char device.
 
 Probe claims each range of the device (request_mem_region, named after
-the device) and makes the char device live; a range someone else holds
-(memory kmem could not give back) is EBUSY.  Remove undoes both.  While
+the device: ``daxR.N`` in /proc/iomem) and makes the char device live; a
+range someone else holds (memory kmem could not give back) is EBUSY.  Remove undoes both.  While
 a device is not live, /dev/daxR.N has no driver behind it: the data path
 refuses to open it (ENXIO, as chrdev_open does without a cdev).
 
@@ -26,19 +26,25 @@ class DeviceDaxDriver(DaxDriver):
     def probe(self, dev: Device) -> None:
         assert isinstance(dev, DevDax)
         dax = self.kernel.dax
+        wrapped = dev.region.iomem_wrapped
         claimed = []
         for rng in dev.ranges:
-            if not dax.request_mem_region(rng.start, rng.size, dev.name):
-                for start, size in claimed:
-                    dax.release_mem_region(start, size)
+            res = dax.request_mem_region(rng.start, rng.size, dev.name, wrapped=wrapped)
+            if res is None:
+                for got in claimed:
+                    self._release(got, wrapped)
                 raise Errno(errno.EBUSY, f"{dev.name}: {rng.start:#x}-{rng.end:#x} could not reserve range")
-            claimed.append((rng.start, rng.size))
+            claimed.append(res)
         dev.claimed = claimed
         dev.live = True
+
+    def _release(self, res, wrapped: bool) -> None:
+        if not wrapped:
+            self.kernel.iomem.release(res)
 
     def remove(self, dev: Device) -> None:
         assert isinstance(dev, DevDax)
         dev.live = False
-        for start, size in getattr(dev, "claimed", ()):
-            self.kernel.dax.release_mem_region(start, size)
+        for res in getattr(dev, "claimed", ()):
+            self._release(res, dev.region.iomem_wrapped)
         dev.claimed = []

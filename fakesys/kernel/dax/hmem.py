@@ -112,6 +112,10 @@ class Hmem:
         dev = HmemDevice(self.kernel, id, info)
         self.devices.append((dev, owner))
         self.kernel.device_add(dev)
+        if not self.kernel.version.hmem_platform_device:
+            # 6.1 gives the platform device the range as its resource, which
+            # platform_device_add() inserts around "Soft Reserved"
+            dev.res = self.kernel.iomem.insert(dev.name, info.start, info.start + info.size - 1)
         return dev
 
     def unregister_devices(self, owner: Device) -> None:
@@ -119,6 +123,8 @@ class Hmem:
             if by is owner:
                 self.devices.remove((dev, by))
                 self.kernel.device_del(dev)
+                if getattr(dev, "res", None) is not None:
+                    self.kernel.iomem.remove(dev.res)
                 memregion_free(self.kernel, dev.id)
 
     def load_module(self) -> None:
@@ -142,6 +148,9 @@ def hmem_init(kernel: "Kernel", ranges: list[SoftReserved]) -> Hmem:
         hmem = kernel.hmem = Hmem(kernel)
     new = [r for r in ranges]
     hmem.ranges += new
+    for r in new:   # e820/EFI "specific purpose" memory, kept out of the page allocator
+        if kernel.iomem.find(r.start, r.start + r.size - 1, "Soft Reserved") is None:
+            kernel.iomem.insert("Soft Reserved", r.start, r.start + r.size - 1)
     if kernel.version.hmem_platform_device:
         if hmem.platform is None:
             hmem.platform = PlatformDevice(kernel, "hmem_platform", 0)

@@ -64,6 +64,8 @@ def add_legacy_range(kernel: "Kernel", rng: PmemRange) -> None:
             raise ValueError(f"legacy pmem range {rng.start:#x}-{rng.end:#x} overlaps "
                              f"{other.start:#x}-{other.end:#x}")
     ranges.append(rng)
+    # the e820 table's type-12 entry, in /proc/iomem from boot
+    kernel.iomem.insert("Persistent Memory (legacy)", rng.start, rng.end)
 
 
 class E820PmemDriver(Driver):

@@ -103,6 +103,13 @@ class NdPmemDriver(Driver):
 
     def probe(self, dev: Device) -> None:
         ns = common_probe(dev)
+        try:
+            self._probe(dev, ns)
+        except Errno:
+            self._release_range(dev)
+            raise
+
+    def _probe(self, dev: Device, ns: Namespace) -> None:
         if isinstance(dev, Btt):
             self._attach_btt(dev, ns)
         elif isinstance(dev, Pfn):
@@ -117,7 +124,25 @@ class NdPmemDriver(Driver):
                 raise Errno(errno.ENXIO, f"{ns.name} holds a {found.kind} info block")
             self._attach_disk(ns, ns, None)
 
+    def _request_range(self, dev: Device, ns: Namespace) -> None:
+        """devm_request_mem_region() of the whole namespace, named after it
+        (/proc/iomem shows ``namespaceX.Y`` below ``Persistent Memory``)."""
+        from fakesys.kernel.nvdimm.region import iomem_wrapped
+        if iomem_wrapped(ns.region):
+            return
+        res = self.kernel.iomem.request_region(ns.res_start, ns.res_size, ns.name)
+        if res is None:
+            raise Errno(errno.EBUSY, f"{ns.name}: could not reserve region")
+        dev.iomem_res = res
+
+    def _release_range(self, dev: Device) -> None:
+        res = getattr(dev, "iomem_res", None)
+        if res is not None:
+            self.kernel.iomem.release(res)
+            dev.iomem_res = None
+
     def remove(self, dev: Device) -> None:
+        self._release_range(dev)
         disk = getattr(dev, "disk", None)
         if disk is not None:
             del_gendisk(disk)
@@ -132,6 +157,7 @@ class NdPmemDriver(Driver):
 
     def _attach_disk(self, dev: Device, ns: Namespace, sb: pfn.PfnSuperblock | None) -> None:
         """pmem_attach_disk(): raw (whole namespace) or fsdax (data area)."""
+        self._request_range(dev, ns)
         region = ns.region
         if sb is not None:
             offset, size = sb.data_resource(ns.res_start) - ns.res_start, sb.data_size(ns.res_size)
@@ -153,6 +179,7 @@ class NdPmemDriver(Driver):
 
     def _attach_btt(self, dev: Btt, ns: Namespace) -> None:
         """nvdimm_namespace_attach_btt(): a disk of BTT sectors."""
+        self._request_range(dev, ns)
         try:
             geometry = btt.attach(NamespaceMedia(ns), ns_size=ns.res_size, lbasize=dev.lbasize,
                                   uuid=dev.uuid, parent_uuid=dev.parent_uuid(),

@@ -417,9 +417,27 @@ class NdRegionDriver(Driver):
             m.nvdimm.busy -= 1
 
 
+# The iomem resource the platform firmware publishes for a provider's SPA
+# ranges (acpi_nfit_insert_resource); it outlives the region.  e820 ranges
+# are in iomem from boot (nvdimm/e820.py); virtio-pmem, of_pmem and
+# nfit_test publish none.
+FIRMWARE_IOMEM = {"ACPI.NFIT": "Persistent Memory"}
+
+
+def iomem_wrapped(region: "Region") -> bool:
+    """nfit_test's ranges are test memory, not physical addresses: its
+    nfit_test_iomap wraps devm_request_mem_region() for them, so the
+    pmem, dax_pmem and device_dax requests never reach /proc/iomem."""
+    return region.nvdimm_bus.provider.startswith("nfit_test")
+
+
 def region_create(bus: NvdimmBus, desc: RegionDesc, probe: bool = True) -> Region:
     """nvdimm_pmem_region_create()."""
     kernel = bus.kernel
+    fw_name = FIRMWARE_IOMEM.get(bus.provider)
+    end = desc.start + desc.size - 1
+    if fw_name and kernel.iomem.find(desc.start, end, fw_name) is None:
+        kernel.iomem.insert(fw_name, desc.start, end)
     region = Region(kernel, bus, bus.nd.ida_get(bus.nd.region_ids), desc)
     kernel.device_add(region, probe=probe)
     return region

@@ -32,12 +32,14 @@ class Machine:
             os.makedirs(state_dir, exist_ok=True)
         self.stores: list = []
         self.ram_stores: list = []     # contents lost when power goes (cold reboot)
-        self.kernel = boot(topology.kernel)
+        from fakesys.topology import default_machine
+        machine = topology.sections.get("machine") or default_machine(topology)
+        self.kernel = boot(topology.kernel, machine)
         devtmpfs.setup(self.kernel)
         for bus in topology.buses:
             PROVIDERS[bus.type](self, bus)
         for name, spec in topology.sections.items():
-            if name in SECTION_PROVIDERS:
+            if name in SECTION_PROVIDERS and name != "machine":  # the machine boots first
                 SECTION_PROVIDERS[name](self, spec)
 
     def _store(self, name: str, size: int):

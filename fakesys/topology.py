@@ -294,9 +294,216 @@ def _soft_reserved(items: list) -> list[SoftReservedSpec]:
     return out
 
 
+# -- the machine: boot RAM, NUMA nodes, HMAT, /proc snapshots -------------------
+
+@dataclass
+class RamRange:
+    """A range of boot System RAM (an e820 "usable" entry) on a node."""
+
+    start: int
+    end: int                       # inclusive
+    node: int = 0
+
+
+@dataclass
+class AccessSpec:
+    """HMAT locality from one initiator node to this (target) node."""
+
+    initiator: int
+    read_latency: int = 0          # ns
+    write_latency: int = 0
+    read_bandwidth: int = 0        # MB/s
+    write_bandwidth: int = 0
+
+
+CACHE_INDEXING = {"direct": 0, "complex": 1, "none": 2}
+CACHE_POLICY = {"write-back": 0, "write-through": 1, "none": 2}
+
+
+@dataclass
+class CacheSpec:
+    """An HMAT memory-side cache in front of a node's memory."""
+
+    level: int
+    size: int
+    line_size: int = 64
+    indexing: int = 0              # 0 direct-mapped, 1 complex, 2 other
+    write_policy: int = 0          # 0 write-back, 1 write-through, 2 other
+
+
+@dataclass
+class NodeSpec:
+    id: int
+    cpus: list[int] = field(default_factory=list)
+    distance: dict[int, int] = field(default_factory=dict)   # to other nodes (SLIT)
+    meminfo: dict[str, int] = field(default_factory=dict)   # boot snapshot of nodeN/meminfo
+    numastat: dict[str, int] = field(default_factory=dict)
+    access: list[AccessSpec] = field(default_factory=list)  # HMAT, this node as target
+    caches: list[CacheSpec] = field(default_factory=list)
+    generic_initiator: bool = False
+
+
+@dataclass
+class MachineSpec:
+    """What the firmware and the kernel's early boot make of the machine.
+
+    ``explicit`` is False for the default (QEMU ``-machine pc -m 2G -smp
+    2`` layout) that a topology without a ``[machine]`` table gets."""
+
+    block_size: int = 128 << 20
+    auto_online_blocks: str = "offline"
+    cmdline: str = ""
+    ram: list[RamRange] = field(default_factory=list)
+    nodes: list[NodeSpec] = field(default_factory=list)
+    iomem: str = ""                # other firmware/platform resources, /proc/iomem format
+    meminfo: dict[str, int] = field(default_factory=dict)   # boot snapshot of /proc/meminfo
+    acpi_tables: dict[str, str] = field(default_factory=dict)  # signature -> file (firmware's own)
+    explicit: bool = True
+    source_dir: str = ""           # where relative file names are looked up
+
+    def node(self, nid: int) -> NodeSpec | None:
+        return next((n for n in self.nodes if n.id == nid), None)
+
+    @property
+    def hmat(self) -> bool:
+        return any(n.access or n.caches for n in self.nodes)
+
+
+def _cpulist(value) -> list[int]:
+    """[0, 1] or "0-1,4" -> [0, 1, 4]."""
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, list):
+        return [int(v) for v in value]
+    out: list[int] = []
+    for part in str(value).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        out += list(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def _counters(table: dict, what: str) -> dict[str, int]:
+    if not isinstance(table, dict):
+        raise ValueError(f"{what} must be a table of counters")
+    return {str(k): int(v) for k, v in table.items()}
+
+
+def _node(n: dict) -> NodeSpec:
+    unknown = set(n) - {"id", "cpus", "distance", "meminfo", "numastat", "access", "cache",
+                        "generic_initiator"}
+    if unknown:
+        raise ValueError(f"unknown machine.node keys {sorted(unknown)}")
+    spec = NodeSpec(id=int(n["id"]), cpus=_cpulist(n.get("cpus", [])),
+                    meminfo=_counters(n.get("meminfo", {}), "meminfo"),
+                    numastat=_counters(n.get("numastat", {}), "numastat"),
+                    generic_initiator=bool(n.get("generic_initiator", False)))
+    dist = n.get("distance", {})
+    if isinstance(dist, list):             # one entry per node id, as numactl prints them
+        spec.distance = {i: int(d) for i, d in enumerate(dist)}
+    else:
+        spec.distance = {int(k): int(v) for k, v in dist.items()}
+    for a in n.get("access", []):
+        bad = set(a) - {"initiator", "read_latency", "write_latency", "read_bandwidth", "write_bandwidth"}
+        if bad:
+            raise ValueError(f"unknown machine.node.access keys {sorted(bad)}")
+        spec.access.append(AccessSpec(**{k: int(v) for k, v in a.items()}))
+    for c in n.get("cache", []):
+        bad = set(c) - {"level", "size", "line_size", "indexing", "write_policy"}
+        if bad:
+            raise ValueError(f"unknown machine.node.cache keys {sorted(bad)}")
+        indexing = c.get("indexing", "direct")
+        policy = c.get("write_policy", "write-back")
+        spec.caches.append(CacheSpec(
+            level=int(c["level"]), size=parse_size(c["size"]), line_size=int(c.get("line_size", 64)),
+            indexing=CACHE_INDEXING[indexing] if isinstance(indexing, str) else int(indexing),
+            write_policy=CACHE_POLICY[policy] if isinstance(policy, str) else int(policy)))
+    return spec
+
+
+ONLINE_TYPES = ("offline", "online", "online_kernel", "online_movable")
+
+
+def _machine(m: dict) -> MachineSpec:
+    unknown = set(m) - {"block_size", "auto_online_blocks", "cmdline", "ram", "node", "iomem", "meminfo",
+                        "acpi_tables"}
+    if unknown:
+        raise ValueError(f"unknown machine keys {sorted(unknown)}")
+    spec = MachineSpec(block_size=parse_size(m.get("block_size", "128M")),
+                       auto_online_blocks=str(m.get("auto_online_blocks", "offline")),
+                       cmdline=str(m.get("cmdline", "")), iomem=str(m.get("iomem", "")),
+                       meminfo=_counters(m.get("meminfo", {}), "meminfo"),
+                       acpi_tables={str(k): str(v) for k, v in m.get("acpi_tables", {}).items()})
+    if spec.auto_online_blocks not in ONLINE_TYPES:
+        raise ValueError(f"auto_online_blocks must be one of {', '.join(ONLINE_TYPES)}")
+    if spec.block_size <= 0 or spec.block_size & (spec.block_size - 1):
+        raise ValueError("block_size must be a power of two")
+    for r in m.get("ram", []):
+        start = parse_size(r["start"])
+        end = parse_size(r["end"]) if "end" in r else start + parse_size(r["size"]) - 1
+        spec.ram.append(RamRange(start, end, int(r.get("node", 0))))
+    spec.nodes = [_node(n) for n in m.get("node", [])]
+    ids = [n.id for n in spec.nodes]
+    if len(set(ids)) != len(ids):
+        raise ValueError("machine.node ids must be unique")
+    for r in spec.ram:
+        if spec.nodes and r.node not in ids:
+            raise ValueError(f"RAM at {r.start:#x} is on node {r.node}, which is not declared")
+    if not spec.nodes:
+        spec.nodes = [NodeSpec(id=i, cpus=[0, 1] if i == 0 else [])
+                      for i in sorted({r.node for r in spec.ram} | {0})]
+    return spec
+
+
+# The RAM of QEMU `-machine pc -m 2G`: what a topology without [machine] boots with.
+QEMU_2G_RAM = [(0x1000, 0x9fbff), (0x100000, 0x7ffdefff)]
+
+
+def default_machine(topo: "Topology") -> MachineSpec:
+    """QEMU's pc machine with 2 GiB and 2 CPUs on node 0, minus any pmem or
+    soft-reserved range the topology puts in that RAM; every node the
+    topology's ranges name is possible (memory-only, distance 20)."""
+    taken: list[tuple[int, int]] = []
+    nodes = {0}
+    for bus in topo.buses:
+        for r in getattr(bus, "regions", []) or []:
+            taken.append((r.spa, r.spa + r.size - 1))
+            nodes |= {r.numa_node, r.target_node}
+        for r in getattr(bus, "ranges", []) or []:
+            taken.append((r.start, r.start + r.size - 1))
+            nodes |= {r.numa_node, r.target_node}
+        if hasattr(bus, "start") and getattr(bus, "size", 0):
+            taken.append((bus.start, bus.start + bus.size - 1))
+            nodes |= {bus.numa_node, bus.target_node}
+    for r in topo.sections.get("soft_reserved", []) or []:
+        taken.append((r.start, r.start + r.size - 1))
+        nodes |= {r.target_node} | ({r.numa_node} if r.numa_node is not None else set())
+    ram: list[RamRange] = []
+    for lo, hi in QEMU_2G_RAM:
+        pieces = [(lo, hi)]
+        for t0, t1 in taken:
+            nxt = []
+            for a, b in pieces:
+                if t1 < a or t0 > b:
+                    nxt.append((a, b))
+                    continue
+                if a < t0:
+                    nxt.append((a, t0 - 1))
+                if t1 < b:
+                    nxt.append((t1 + 1, b))
+            pieces = nxt
+        ram += [RamRange(a, b, 0) for a, b in pieces]
+    spec = MachineSpec(ram=ram, explicit=False,
+                       nodes=[NodeSpec(id=i, cpus=[0, 1] if i == 0 else [])
+                              for i in sorted(n for n in nodes if n >= 0)])
+    return spec
+
+
 # Other top-level tables that are parsed here for their providers
 # (machine.SECTION_PROVIDERS); unknown ones stay raw in Topology.sections.
-SECTION_PARSERS = {"soft_reserved": _soft_reserved}
+SECTION_PARSERS = {"soft_reserved": _soft_reserved, "machine": _machine}
 
 
 def parse(text: str, source: str = "") -> Topology:
@@ -309,6 +516,8 @@ def parse(text: str, source: str = "") -> Topology:
         topo.buses.append(BUS_PARSERS[kind](b))
     topo.sections = {k: SECTION_PARSERS[k](v) if k in SECTION_PARSERS else v
                      for k, v in data.items() if k not in ("kernel", "bus")}
+    if isinstance(topo.sections.get("machine"), MachineSpec):
+        topo.sections["machine"].source_dir = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
     return topo
 
 

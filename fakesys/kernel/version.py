@@ -78,3 +78,17 @@ class KernelVersion:
         success without allocating (the rc = -ENXIO initialisation went away
         with the rwsem conversion); before it failed with ENXIO."""
         return self.at_least("6.9")
+
+    @property
+    def memtier_adistance_from_hmat(self) -> bool:
+        """From 6.7 kmem (and the memory tier code) asks the platform for a
+        node's abstract distance (mt_calc_adistance, HMAT performance
+        relative to the DRAM nodes'); 6.1 gives kmem memory a fixed one."""
+        return self.at_least("6.7")
+
+    @property
+    def memtier_cpuless_from_hmat(self) -> bool:
+        """From 6.10 memory tiers leave CPU-less boot nodes to late init,
+        which places them by their HMAT performance; before, every node
+        with memory at boot is DRAM (golden hmat: node 1 in memory_tier4)."""
+        return self.at_least("6.10")

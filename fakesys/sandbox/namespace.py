@@ -27,6 +27,7 @@ MS_PRIVATE = 1 << 18
 
 HOST_NODES = ("null", "zero", "full", "random", "urandom", "tty", "ptmx")
 HOST_DIRS = ("pts", "shm")
+PROC_FILES = ("iomem", "meminfo", "cmdline")   # served by the fake (fakesys/kernel/mm/setup.py)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
@@ -91,6 +92,12 @@ def enter(mnt: str) -> None:
             mount(src, os.path.join(fake_dev, name), None, MS_BIND | MS_REC)
     mount(fake_sys, "/sys", None, MS_BIND | MS_REC)
     mount(fake_dev, "/dev", None, MS_BIND | MS_REC)
+    # The machine's view of memory: its files go over the host's /proc ones
+    # (one bind per file, in this namespace only; /proc itself stays the host's).
+    for name in PROC_FILES:
+        src = os.path.join(mnt, "proc", name)
+        if os.path.isfile(src) and os.path.exists(os.path.join("/proc", name)):
+            mount(src, os.path.join("/proc", name), None, MS_BIND)
 
 
 def trap_ioctls(mnt: str) -> None:

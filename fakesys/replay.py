@@ -15,12 +15,15 @@ differs, if ``verbose``), then ``stderr match: ...`` and, last,
 ``match: X/Y (P%)``.  It returns 0 when every command matched, else 1.
 
 At each ``DUMP TAG`` line the fake's sysfs is dumped like the oracle's
-``sysdump-all`` (``python -m fakesys.sysdump --all``) and compared with
-``sysfs/TAG.txt`` by :func:`fakesys.sysdump.compare`, leaving out
-``/sys/devices/system/memory`` and ``/sys/devices/system/node`` (memory
-hotplug is not modelled yet).  Dumps are reported on their own ``DUMP``
-lines and in a ``dumps:`` line; they do not count towards the score or the
-exit status.
+``sysdump-all`` (``python -m fakesys.sysdump --all``, with the node depth
+and extra trees the recorded dump shows the scenario asked for) and
+compared with ``sysfs/TAG.txt`` by :func:`fakesys.sysdump.compare`; the
+contents of the nodes' ``meminfo``, ``numastat`` and ``vmstat`` are left
+out (allocator counters that drift between any two reads on a real
+machine; MemTotal and MemFree are checked by the recorded commands that
+print them).  ``/proc/iomem`` is compared with ``sysfs/TAG.iomem``.
+Dumps are reported on their own ``DUMP`` lines and in a ``dumps:`` line;
+they do not count towards the score or the exit status.
 
 Normalisation, kept to what is random on a real machine or an artefact of
 replaying it elsewhere; there are no per-command exceptions:
@@ -70,11 +73,17 @@ DEFAULT_TOPOLOGIES = {
     "nfit": "qemu-nvdimm.toml",
     "nfit_test": "nfit_test.toml",
     "hmem": "qemu-hmem.toml",
+    "kmem": "qemu-kmem.toml",
+    "hmat": "qemu-hmat.toml",
     "e820": "e820.toml",
     "virtio-pmem": "virtio-pmem.toml",
 }
 
-DUMP_EXCLUDE = ("/sys/devices/system/memory", "/sys/devices/system/node")
+DUMP_EXCLUDE: tuple[str, ...] = ()
+# files whose contents are the running machine's allocator counters
+COUNTER_FILES = re.compile(r"^/sys/devices/system/node/node\d+/(meminfo|numastat|vmstat)$")
+# trees sysdump-all dumps only when a scenario asks (SYSDUMP_EXTRA)
+EXTRA_TREES = ("/sys/devices/virtual/memory_tiering", "/sys/bus/memory_tiering")
 COMMAND_TIMEOUT = 120.0
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -189,6 +198,19 @@ def _pct(n: int, total: int) -> str:
     return f"{100.0 * n / total:.0f}%" if total else "-"
 
 
+def dump_env(golden: sysdump.Dump) -> dict[str, str]:
+    """The SYSDUMP_* settings the recorded dump was taken with, as far as it
+    shows them: the extra trees it holds and how deep it went into
+    /sys/devices/system/node."""
+    extra = [t for t in EXTRA_TREES if t in golden]
+    base = "/sys/devices/system/node"
+    depth = max([p[len(base):].count("/") for p in golden.entries if p.startswith(base + "/")] or [2])
+    env = {"SYSDUMP_NODE_DEPTH": str(max(depth, 2))}
+    if extra:
+        env["SYSDUMP_EXTRA"] = " ".join(extra)
+    return env
+
+
 def default_topology(golden_dir: str) -> str | None:
     name = os.path.basename(os.path.normpath(golden_dir))
     topo = DEFAULT_TOPOLOGIES.get(name)
@@ -224,15 +246,27 @@ def replay(golden_dir: str, topology: str | None = None, verbose: bool = False,
                 if not os.path.exists(golden_dump):
                     continue
                 dumps_total += 1
+                golden = sysdump.load(golden_dump)
                 rc, text, err = _run(_fakesys("run", "--name", name, "--", sys.executable, "-m",
-                                              "fakesys.sysdump", "--all"), outdir, env, timeout)
+                                              "fakesys.sysdump", "--all"), outdir,
+                                     dict(env, **dump_env(golden)), timeout)
                 if rc != 0:
                     print(f"DUMP  MISMATCH  {step.command}  (sysdump failed rc={rc}: {err.strip()})", file=out)
                     continue
-                diffs = sysdump.compare(sysdump.parse(text), sysdump.load(golden_dump), exclude=DUMP_EXCLUDE)
+                diffs = [d for d in sysdump.compare(sysdump.parse(text), golden, exclude=DUMP_EXCLUDE)
+                         if not (d.kind == "data" and COUNTER_FILES.match(d.path))]
+                iomem_note = ""
+                golden_iomem = os.path.join(golden_dir, "sysfs", step.command + ".iomem")
+                if os.path.exists(golden_iomem):
+                    _, ours_iomem, _ = _run(_fakesys("run", "--name", name, "--", "cat", "/proc/iomem"),
+                                            outdir, env, timeout)
+                    iomem_ok = ours_iomem == _read(golden_iomem)
+                    iomem_note = f"; /proc/iomem {'matches' if iomem_ok else 'differs'}"
+                    if verbose and not iomem_ok:
+                        out.write(_diff(_read(golden_iomem), ours_iomem, step.command + ".iomem"))
                 dumps_matched += not diffs
                 print(f"DUMP  {'match' if not diffs else 'MISMATCH'}  {step.command}"
-                      f"  ({len(diffs)} differences; memory/node excluded)", file=out)
+                      f"  ({len(diffs)} differences; node counters excluded{iomem_note})", file=out)
                 if verbose and diffs:
                     print("\n".join("    " + l for l in sysdump.report(diffs).splitlines()), file=out)
                 continue

@@ -81,6 +81,16 @@ async def _control(rundir: str, machine: Machine, cancel: trio.CancelScope, topo
                          "topology": topology_path, "state": state,
                          "kernel": str(machine.kernel.version), "ioctl": bridge is not None}
                 await stream.send_all(json.dumps(reply).encode() + b"\n")
+            elif cmd in ("check", "check crash", "snapshot"):
+                # the model's invariants / what each attribute shows now (tests, harnesses)
+                from fakesys.kernel.invariants import control_reply
+                reply = control_reply(cmd, machine.kernel, server)
+                await stream.send_all(json.dumps(reply).encode() + b"\n")
+            elif cmd.startswith("crash-after ") and cmd.split()[1].isdigit():
+                # crash-consistency harness: SIGKILL ourselves after N media writes
+                from fakesys.testing.crash import arm
+                arm(machine, int(cmd.split()[1]))
+                await stream.send_all(b"ok\n")
             elif cmd.startswith("modprobe"):
                 from fakesys.dev.kwork import modprobe
                 rc, msg = modprobe(machine, cmd.split()[1:])

@@ -1,0 +1,1 @@
+"""Test and measurement tooling shared by tests/ and scripts/ (fuzzing, harnesses)."""

@@ -36,6 +36,7 @@ from fakesys.sysfs.kernfs import Blob, DeviceNode, Dir, File, Link, Node, Tree
 log = logging.getLogger("fakesys.fuse")
 
 ENTRY_TIMEOUT = 5.0
+MAX_TASKS = 64
 _ERROR = object()  # marks content whose show failed
 
 
@@ -69,6 +70,12 @@ class Server(pyfuse3.Operations):
         self._negative: set[tuple[int, str]] = set()
         # attribute inodes whose content the kernel may cache -> that content
         self._served: dict[int, bytes | object] = {}
+        # attributes whose content changed and whose invalidation has not
+        # completed yet -> (the content and version the kernel may hold)
+        self._pending: dict[int, tuple[bytes | object, int]] = {}
+        # content version of each attribute, served as its mtime (see _revalidate)
+        self._version: dict[int, int] = {}
+        self._versions = itertools.count(1)
         self.mounted = False
         self._polls: dict[int, pyfuse3.PollHandle] = {}  # fh -> handle of a waiting poll
         self._pending_notify: set[int] = set()
@@ -124,8 +131,17 @@ class Server(pyfuse3.Operations):
             assert isinstance(node, File)
             a.st_mode = stat.S_IFREG | node.mode
             a.st_nlink = 1
-            content = self._render(node) if node.mode & 0o444 and node.show else _ERROR
+            pending = self._pending.get(node.ino)
+            if pending is not None:
+                # changed, invalidation under way: the old version, which the
+                # kernel must not keep (see _revalidate)
+                content, version = pending
+                a.attr_timeout = 0
+            else:
+                content = self._render(node) if node.mode & 0o444 and node.show else _ERROR
+                version = self._version.get(node.ino, 0)
             a.st_size = len(content) if isinstance(content, bytes) else node.size
+            a.st_mtime_ns = version
         a.st_uid = self.uid
         a.st_gid = self.gid
         a.st_blksize = 4096
@@ -206,8 +222,15 @@ class Server(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EACCES)
         fh = next(self._fh)
         self._open[fh] = _Handle(node, want_write, event=getattr(node, "event", 0))
-        if isinstance(node, File) and not want_write:
+        if isinstance(node, File) and not want_write and node.ino not in self._version:
             return pyfuse3.FileInfo(fh=fh, direct_io=False, keep_cache=True)
+        # Through the page cache a read is cut to the size the kernel holds,
+        # which may be of another version than the page: a write through the
+        # kernel moves it, and a size refresh racing an invalidation is
+        # dropped (it kept the size of two versions ago).  So an attribute
+        # that has changed or been written once is read directly from then
+        # on: the size is the reply's, one snapshot per open, as sysfs'
+        # seq_file gives.  The static majority stays cached.
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
 
     async def read(self, fh, off, size):
@@ -218,7 +241,11 @@ class Server(pyfuse3.Operations):
                 return node.read(off, size)
             if handle.content is None or off == 0:
                 handle.event = node.event
-                content = self._render(node, strict=True)
+                pending = self._pending.get(node.ino)
+                if pending is not None and isinstance(pending[0], bytes):
+                    content = pending[0]  # the version the kernel's size is of
+                else:
+                    content = self._render(node, strict=True)
                 assert isinstance(content, bytes)
                 handle.content = content
         except Errno as e:
@@ -244,7 +271,6 @@ class Server(pyfuse3.Operations):
             log.exception("store %r to /%s failed", bytes(buf)[:64], node.path())
             raise pyfuse3.FUSEError(errno.EIO) from None
         finally:
-            self._served.pop(node.ino, None)
             await self._revalidate(extra=[node.ino])
 
     async def flush(self, fh):
@@ -310,8 +336,32 @@ class Server(pyfuse3.Operations):
         await self._revalidate()
 
     async def _revalidate(self, extra: list[int] = ()) -> None:
-        """Invalidate stale dentries and every cached attribute whose content changed."""
-        stale = list(extra)
+        """Invalidate stale dentries and every cached attribute whose content changed.
+
+        The kernel pairs the size it took from an attribute's attrs with
+        the page it took from a READ.  Other requests run while the
+        invalidation (a system call in a thread) is under way, and one
+        that handed out the new content then would be paired with the old
+        size: a reader got the new bytes cut to the old length, or the old
+        length padded with zeros (measured: 3-6% of reads racing a writer).
+        So a changed attribute is *pending* from the change (this
+        synchronous part runs in the same step as the store) until its
+        invalidation has returned, and every request in between gets the
+        old version: a READ the old content, an attr reply the old size
+        and version with an attr timeout of 0.  Each content version is
+        served as the attribute's mtime: a reader refreshes expired attrs
+        before reading (auto_inval_data), and the kernel drops cached pages
+        whose attrs come back with another size or mtime, so an old
+        version cached while pending never outlives the change.
+        """
+        stale = []
+        mine = []  # the pending marks this call sets, and clears once invalidated
+        for ino in extra:
+            stale.append(ino)
+            if self._mark_pending(ino, self._served.pop(ino, None)):
+                mine.append(ino)
+            elif ino not in self._pending:
+                self._version[ino] = next(self._versions)  # written: read directly from now on
         for ino, before in list(self._served.items()):
             node = self.tree.inodes.get(ino)
             if not isinstance(node, File):
@@ -327,11 +377,24 @@ class Server(pyfuse3.Operations):
             if now is not before and now != before:
                 del self._served[ino]
                 stale.append(ino)
-        await self._flush_invalidations()
-        if stale and self.mounted:
-            await trio.to_thread.run_sync(_invalidate_inodes, stale)
+                if self._mark_pending(ino, before):
+                    mine.append(ino)
+        try:
+            await self._flush_invalidations()
+            if stale and self.mounted:
+                await trio.to_thread.run_sync(_invalidate_inodes, stale)
+        finally:
+            for ino in mine:
+                del self._pending[ino]
         if self._pending_notify:
             self._wake_pollers()
+
+    def _mark_pending(self, ino: int, before: bytes | object | None) -> bool:
+        if before is None or ino in self._pending:
+            return False  # the kernel holds nothing of it / already pending
+        self._pending[ino] = (before, self._version.get(ino, 0))
+        self._version[ino] = next(self._versions)
+        return True
 
     # -- helpers ----------------------------------------------------------
 
@@ -383,8 +446,11 @@ async def serve(server: Server, mountpoint: str, options: set[str],
     server.mounted = True
     try:
         task_status.started()
-        # more than one task: an invalidation may wait for a lookup another task answers
-        await pyfuse3.main(min_tasks=1, max_tasks=4)
+        # Many tasks: an invalidation may wait for a READ or lookup another
+        # task answers while GETATTRs wait for invalidations (_settled), one
+        # per blocked caller; with a handful of tasks, concurrent tools
+        # could occupy them all.  Idle tasks cost nothing and end again.
+        await pyfuse3.main(min_tasks=1, max_tasks=MAX_TASKS)
     finally:
         server.mounted = False
         pyfuse3.close(unmount=True)

@@ -37,6 +37,11 @@ def up(topology: str | None, state: str | None, name: str, quiet: bool = False,
     os.makedirs(rd, mode=0o700, exist_ok=True)
     if runtime.unmount_stale(mnt):
         print(f"fakesys: cleaned a stale mount at {mnt}", file=sys.stderr)
+    for stale in ("pid", "ctl"):  # of a daemon that did not stop cleanly
+        try:
+            os.unlink(os.path.join(rd, stale))
+        except FileNotFoundError:
+            pass
     runtime.refuse_host_paths(mnt)
     topo = _topology_path(topology)
     from fakesys.topology import load

@@ -62,12 +62,31 @@ def _write(path: str, text: str) -> None:
         f.write(text)
 
 
+def mount_namespace() -> int:
+    """The inode of this process's mount namespace."""
+    return os.stat("/proc/self/ns/mnt").st_ino
+
+
+def require_private_namespace(host_ns: int) -> None:
+    """Refuse to go on unless this process left the mount namespace
+    ``host_ns`` (and / is private): the binds over /sys and /dev that
+    follow must never reach the host's."""
+    if mount_namespace() == host_ns:
+        raise SandboxError("refusing to mount over /sys and /dev: not in a private mount namespace")
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == "/" and any(opt.startswith("shared:") for opt in fields[6:fields.index("-")]):
+                raise SandboxError("refusing to mount over /sys and /dev: / still propagates to the host")
+
+
 def enter(mnt: str) -> None:
     """In the calling process: a private mount namespace with the fake mounted.
 
     ``mnt`` is the daemon's FUSE mount; it holds ``sys/`` and ``dev/``.
     """
     uid, gid = os.getuid(), os.getgid()
+    host_ns = mount_namespace()
     if uid == 0:
         unshare(CLONE_NEWNS)
     else:
@@ -76,6 +95,7 @@ def enter(mnt: str) -> None:
         _write("/proc/self/uid_map", f"0 {uid} 1")
         _write("/proc/self/gid_map", f"0 {gid} 1")
     mount(None, "/", None, MS_REC | MS_PRIVATE)
+    require_private_namespace(host_ns)
     fake_sys = os.path.join(mnt, "sys")
     fake_dev = os.path.join(mnt, "dev")
     if not os.path.isdir(os.path.join(fake_sys, "bus")):

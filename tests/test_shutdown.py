@@ -1,0 +1,79 @@
+"""Clean shutdown: ``fakesys down``, SIGTERM and SIGINT unmount, flush and
+exit; a mount left by a killed daemon is detected and cleaned by the next
+``up`` on the same name, which then works."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import FAKESYS, ROOT, needs_ndctl, needs_root
+from fakesys import runtime
+
+pytestmark = [needs_root, needs_ndctl]
+
+
+def _pid(fake) -> int:
+    with open(os.path.join(runtime.rundir(fake.name), "pid")) as f:
+        return int(f.read())
+
+
+def _gone(pid: int, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split(")")[-1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _stopped_cleanly(fake, pid: int) -> None:
+    rd = runtime.rundir(fake.name)
+    assert _gone(pid)
+    assert not runtime.is_mounted(fake.mnt)
+    assert not os.path.exists(os.path.join(rd, "pid")) and not os.path.exists(os.path.join(rd, "ctl"))
+    with open(os.path.join(rd, "log")) as f:
+        assert f.read().rstrip().endswith("stopped")
+
+
+@pytest.mark.parametrize("how", ["down", "SIGTERM", "SIGINT"])
+def test_stop_unmounts_flushes_and_exits(fake, how):
+    ns = fake.json("ndctl create-namespace -r region1 -m fsdax -s 32M")
+    pid = _pid(fake)
+    if how == "down":
+        fake.down()
+    else:
+        os.kill(pid, getattr(signal, how))
+    _stopped_cleanly(fake, pid)
+    fake.up()  # same state: the namespace is back from its labels and info block
+    got = fake.json("ndctl list -N")
+    got = got if isinstance(got, list) else [got]
+    assert [(n["uuid"], n["mode"], n["size"]) for n in got] == [(ns["uuid"], "fsdax", ns["size"])]
+
+
+def test_a_stale_mount_is_cleaned_by_the_next_up(fake):
+    fake.run("ndctl create-namespace -r region2 -m raw -s 64M", check=True)
+    pid = _pid(fake)
+    os.kill(pid, signal.SIGKILL)
+    assert _gone(pid)
+    assert runtime.is_mounted(fake.mnt)            # left behind, dead
+    with pytest.raises(OSError) as e:
+        os.listdir(os.path.join(fake.mnt, "sys"))
+    assert e.value.errno == errno.ENOTCONN
+    status = subprocess.run(FAKESYS + ["status"], capture_output=True, text=True, cwd=ROOT)
+    assert f"{fake.name}\tstale" in status.stdout
+    up = subprocess.run(FAKESYS + ["up", fake.topology, "--name", fake.name, "--state", fake.state],
+                        capture_output=True, text=True, cwd=ROOT)
+    assert up.returncode == 0 and "cleaned a stale mount" in up.stderr
+    assert _pid(fake) != pid
+    got = fake.json("ndctl list -N -r region2")
+    assert [n["size"] for n in (got if isinstance(got, list) else [got])] == [64 << 20]

@@ -52,6 +52,8 @@ class Machine:
 
     def _dimm_stores(self, spec: DimmSpec):
         lsa = self._store(f"{spec.name}.labels", spec.label_size) if spec.label_size else None
+        if lsa is not None:
+            lsa.durable = True   # label writes reach the file in order (media.FileStore)
         media = self._store(f"{spec.name}.media", spec.size)
         return lsa, media
 

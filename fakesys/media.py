@@ -9,6 +9,7 @@ a file, for volatile media and unit tests.
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import stat
 
@@ -43,7 +44,17 @@ class Memory:
 
 
 class FileStore(Memory):
-    """A byte store in a sparse file of exactly ``size`` bytes."""
+    """A byte store in a sparse file of exactly ``size`` bytes.
+
+    Writes land in a shared mapping, so a killed daemon loses none of them;
+    the host writes them back in its own time and order.  A ``durable``
+    store (label areas) writes each write through to the file before it
+    returns, as _LSW/SET_CONFIG_DATA is durable on return: the two-index
+    label update (label, then index) then keeps its order on the file even
+    across a host crash.
+    """
+
+    durable = False
 
     def __init__(self, path: str, size: int) -> None:
         self.path = path
@@ -63,6 +74,19 @@ class FileStore(Memory):
             if os.fstat(fd).st_size != size:
                 os.ftruncate(fd, size)
             return np.memmap(f, dtype=np.uint8, mode="r+", shape=(size,)) if size else np.zeros(0, np.uint8)
+
+    def write(self, offset: int, data: bytes) -> None:
+        super().write(offset, data)
+        if self.durable and data:
+            self.flush_range(offset, len(data))
+
+    def flush_range(self, offset: int, length: int) -> None:
+        """msync() the pages of [offset, offset + length)."""
+        mm = getattr(self._buf, "_mmap", None)
+        if mm is None:
+            return
+        start = offset - offset % mmap.ALLOCATIONGRANULARITY
+        mm.flush(start, offset + length - start)
 
     def flush(self) -> None:
         if isinstance(self._buf, np.memmap):

@@ -31,6 +31,7 @@ from fakesys.dev.daxmedia import DaxMedia
 from fakesys.dev.opentrap import DaxOpens
 from fakesys.fuse.server import Server, mount_options, serve
 from fakesys.machine import Machine
+from fakesys.udev import Udev
 from fakesys.topology import load
 
 log = logging.getLogger("fakesys.daemon")
@@ -128,7 +129,8 @@ async def _main(args: argparse.Namespace) -> None:
     # nodes with an fd of the device's backing file (dev/opentrap.py)
     dax_media = None if args.no_ioctl else DaxMedia(machine.kernel, args.state)
     bridge = None if args.no_ioctl else IoctlBridge(machine.kernel, opens=DaxOpens(dax_media, mnt))
-    server = Server(machine.tree, uid=uid, gid=gid)
+    server = Server(machine.tree, uid=uid, gid=gid,
+                    requester=lambda pid: setattr(machine.kernel, "current_pid", pid))
     power: list[str] = []  # "warm" or "cold" once a reboot was asked for
     with trio.CancelScope() as cancel:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -137,6 +139,7 @@ async def _main(args: argparse.Namespace) -> None:
                 nursery.start_soon(partial(_control, server=server), rundir, machine, cancel, args.topology,
                                    args.state, bridge, power)
                 nursery.start_soon(run_timers, machine.kernel, server)
+                Udev(machine.kernel, nursery, server.changed)
                 if bridge is not None:
                     bridge.after_change = server.changed
                 with open(os.path.join(rundir, "pid"), "w") as f:

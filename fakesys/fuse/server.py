@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import pyfuse3
 import trio
+from typing import Callable
 
 from fakesys.errors import Errno
 from fakesys.sysfs.kernfs import Blob, DeviceNode, Dir, File, Link, Node, Tree
@@ -46,6 +47,7 @@ class _Handle:
     writable: bool
     content: bytes | None = None
     event: int = 0                  # the attribute's notify count at open
+    pid: int = 0                    # the process that opened it
 
 
 @dataclass
@@ -59,9 +61,12 @@ class Server(pyfuse3.Operations):
     supports_dot_lookup = False
     enable_writeback_cache = False
 
-    def __init__(self, tree: Tree, uid: int = 0, gid: int = 0) -> None:
+    def __init__(self, tree: Tree, uid: int = 0, gid: int = 0,
+                 requester: Callable[[int], None] = lambda pid: None) -> None:
         super().__init__()
         self.tree = tree
+        # told which process a write comes from (0 when done), like "current"
+        self.requester = requester
         self.uid = uid
         self.gid = gid
         self._fh = itertools.count(1)
@@ -221,7 +226,8 @@ class Server(pyfuse3.Operations):
         if (want_read and not node.mode & 0o444) or (want_write and not node.mode & 0o222):
             raise pyfuse3.FUSEError(errno.EACCES)
         fh = next(self._fh)
-        self._open[fh] = _Handle(node, want_write, event=getattr(node, "event", 0))
+        self._open[fh] = _Handle(node, want_write, event=getattr(node, "event", 0),
+                                 pid=getattr(ctx, "pid", 0))
         if isinstance(node, File) and not want_write and node.ino not in self._version:
             return pyfuse3.FileInfo(fh=fh, direct_io=False, keep_cache=True)
         # Through the page cache a read is cut to the size the kernel holds,
@@ -259,6 +265,7 @@ class Server(pyfuse3.Operations):
     async def write(self, fh, off, buf):
         handle = self._handle(fh)
         node = handle.node
+        self.requester(handle.pid)
         try:
             if isinstance(node, Blob):
                 return node.write(off, bytes(buf))
@@ -271,6 +278,7 @@ class Server(pyfuse3.Operations):
             log.exception("store %r to /%s failed", bytes(buf)[:64], node.path())
             raise pyfuse3.FUSEError(errno.EIO) from None
         finally:
+            self.requester(0)
             await self._revalidate(extra=[node.ino])
 
     async def flush(self, fh):

@@ -85,6 +85,9 @@ class Kernel:
         self._next_dynamic_major = min(self._majors.values()) - 1
         self._probe_depth = 0
         self._deferred: list[Callable[[], object]] = []
+        self.current_pid = 0  # the process whose write is being served ("current")
+        # udev: loads the module a new device's modalias asks for; None loads at once
+        self.udev: Callable[[str, Callable[[], None], int], None] | None = None
         self.nd = None   # libnvdimm state, set by boot()
         self.dax = None  # dax core state, set by boot()
         # physical address space (/proc/iomem) and the memory subsystems, set by boot()
@@ -310,6 +313,14 @@ class Kernel:
             self._probe_depth -= 1
             if self._probe_depth == 0:
                 self._run_deferred()
+
+    def request_module(self, alias: str, load: Callable[[], None]) -> None:
+        """A device whose modalias names a module that is not loaded: udev
+        (userspace) loads it, asynchronously, after the add event."""
+        if self.udev is None:
+            load()
+        else:
+            self.udev(alias, load, self.current_pid)
 
     def defer(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` once the outermost probe has finished (async_schedule)."""

@@ -654,7 +654,7 @@ class Dax:
         if dev.ranges:
             dev.register_mapping(dev.ranges[0])
         if first_time:
-            self.load_drivers()
+            self.kernel.request_module("dax:t0", self.load_drivers)
         return dev
 
     def unregister_dev_dax(self, dev: DevDax) -> None:

@@ -68,16 +68,71 @@ def status(name: str) -> dict | None:
         return None
 
 
-def is_mounted(path: str) -> bool:
-    real = os.path.realpath(path)
+def _mount_entry(path: str) -> list[str] | None:
+    """The mountinfo fields of the mount at ``path``, or None.
+
+    The mount point itself is never looked up: on the mount of a daemon
+    that died without its connection being aborted, that would hang."""
+    real = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
     with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == real for line in f)
+        for line in f:
+            fields = line.split()
+            if fields[4].replace("\\040", " ") == real:
+                return fields
+    return None
+
+
+def is_mounted(path: str) -> bool:
+    return _mount_entry(path) is not None
+
+
+def abort_connection(path: str) -> bool:
+    """Abort the FUSE connection of a fakesys mount whose daemon is gone.
+
+    A daemon SIGKILLed while one of its threads waited in the kernel on
+    its own mount (an invalidation waiting for a lock that a request in
+    flight holds) cannot finish exiting, so its connection is never
+    aborted: every access to the mount hangs and so does the daemon.
+    Writing to the connection's ``abort`` file in the fusectl filesystem
+    fails the requests in flight and lets everything go.  fusectl is
+    mounted for that in a private mount namespace (root only), so the
+    host's /sys is not touched.  Returns whether the abort was written.
+    """
+    fields = _mount_entry(path)
+    if fields is None or os.getuid() != 0:
+        return False
+    if fields[fields.index("-") + 1] != "fuse.fakesys":
+        return False
+    conn = int(fields[2].split(":")[1])
+    import tempfile
+    ctl = tempfile.mkdtemp(prefix="fakesys-fusectl-")
+    try:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                from fakesys.sandbox.namespace import CLONE_NEWNS, MS_PRIVATE, MS_REC, mount, unshare
+                unshare(CLONE_NEWNS)
+                mount(None, "/", None, MS_REC | MS_PRIVATE)
+                mount("fusectl", ctl, "fusectl", 0)   # gone with this namespace
+                with open(os.path.join(ctl, str(conn), "abort"), "w") as f:
+                    f.write("1")
+                code = 0
+            except BaseException:
+                pass
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.rmdir(ctl)
+    return os.waitstatus_to_exitcode(status) == 0
 
 
 def unmount_stale(path: str) -> bool:
-    """Detach a FUSE mount left behind by a killed daemon."""
+    """Detach a FUSE mount left behind by a killed daemon (aborting its
+    connection first, so that nothing waiting on it hangs on)."""
     if not is_mounted(path):
         return False
+    abort_connection(path)
     cmd = ["umount", "-l", path] if os.getuid() == 0 else ["fusermount3", "-u", "-z", path]
     subprocess.run(cmd, check=False, capture_output=True)
     return True

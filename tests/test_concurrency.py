@@ -22,15 +22,16 @@ from fakesys.testing.concurrency import one_run
 pytestmark = [needs_root, needs_ndctl]
 
 NS = "bus/nd/devices/namespace1.0"
-PFN = "bus/nd/devices/pfn1.0"
+NS2 = "bus/nd/devices/namespace2.0"
+PFN = "bus/nd/devices/pfn2.0"
 
 
 VALUES = {f"{NS}/alt_name": [b"a\n", b"b" * 40 + b"\n"],       # written
-          f"{PFN}/namespace": [b"namespace1.0\n", b"\n"]}       # changes holder (read-only)
-SEEN = {f"{NS}/alt_name": {b"a\n", b"b" * 40 + b"\n"}, f"{NS}/holder": {b"\n", b"pfn1.0\n"}}
+          f"{PFN}/namespace": [b"namespace2.0\n", b"\n"]}       # changes holder (read-only)
+SEEN = {f"{NS}/alt_name": {b"a\n", b"b" * 40 + b"\n"}, f"{NS2}/holder": {b"\n", b"pfn2.0\n"}}
 
 
-def _writer(base: str, path: str, stop) -> None:
+def _writer(base: str, path: str, stop, out) -> None:
     i = 0
     while not stop.is_set():
         fd = os.open(os.path.join(base, path), os.O_WRONLY)
@@ -39,6 +40,7 @@ def _writer(base: str, path: str, stop) -> None:
         finally:
             os.close(fd)
         i += 1
+    out.put(i)
 
 
 def _reader(base: str, path: str, n: int, out) -> None:
@@ -56,11 +58,12 @@ def _reader(base: str, path: str, n: int, out) -> None:
 
 def test_readers_racing_a_writer_see_whole_versions(fake):
     fake.write(f"{NS}/uuid", "6bfa5b2f-3b0c-4b93-9d3b-44e8b5d7a1a0\n")
-    fake.write(f"{NS}/size", "67108864\n")
+    fake.write(f"{NS2}/uuid", "7bfa5b2f-3b0c-4b93-9d3b-44e8b5d7a1a0\n")
+    fake.write(f"{NS2}/size", "67108864\n")
     base = os.path.join(fake.mnt, "sys")
     ctx = mp.get_context("fork")
-    stop, out = ctx.Event(), ctx.Queue()
-    writers = [ctx.Process(target=_writer, args=(base, path, stop)) for path in VALUES]
+    stop, out, done = ctx.Event(), ctx.Queue(), ctx.Queue()
+    writers = [ctx.Process(target=_writer, args=(base, path, stop, done)) for path in VALUES]
     readers = [ctx.Process(target=_reader, args=(base, path, 2000, out)) for path in SEEN for _ in range(2)]
     for p in writers + readers:
         p.start()
@@ -68,8 +71,10 @@ def test_readers_racing_a_writer_see_whole_versions(fake):
     for r in readers:
         r.join()
     stop.set()
+    writes = [done.get(timeout=60) for _ in writers]
     for w in writers:
         w.join()
+    assert all(w.exitcode == 0 for w in writers) and min(writes) > 50
     assert torn == []
 
 

@@ -77,3 +77,22 @@ def test_a_stale_mount_is_cleaned_by_the_next_up(fake):
     assert _pid(fake) != pid
     got = fake.json("ndctl list -N -r region2")
     assert [n["size"] for n in (got if isinstance(got, list) else [got])] == [64 << 20]
+
+
+def test_a_hung_daemon_does_not_hang_the_next_up(fake):
+    """A daemon that stopped answering (here: SIGSTOP; after a SIGKILL, one
+    stuck in the kernel on its own mount) keeps its connection alive, and
+    every access to the mount would hang.  ``up`` never looks up the mount
+    point, aborts the dead connection (fusectl, in a private namespace) and
+    mounts anew."""
+    pid = _pid(fake)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        up = subprocess.run(FAKESYS + ["up", fake.topology, "--name", fake.name, "--state", fake.state],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert up.returncode == 0 and "cleaned a stale mount" in up.stderr
+        got = fake.json("ndctl list -R -r region1")
+        assert [r["dev"] for r in (got if isinstance(got, list) else [got])] == ["region1"]
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGCONT)

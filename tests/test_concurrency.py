@@ -58,6 +58,7 @@ def _reader(base: str, path: str, n: int, out) -> None:
 
 def test_readers_racing_a_writer_see_whole_versions(fake):
     fake.write(f"{NS}/uuid", "6bfa5b2f-3b0c-4b93-9d3b-44e8b5d7a1a0\n")
+    fake.write(f"{NS}/alt_name", "a\n")        # every value a reader may see is a valid one
     fake.write(f"{NS2}/uuid", "7bfa5b2f-3b0c-4b93-9d3b-44e8b5d7a1a0\n")
     fake.write(f"{NS2}/size", "67108864\n")
     base = os.path.join(fake.mnt, "sys")

@@ -420,15 +420,14 @@ class Server(pyfuse3.Operations):
 
 
 def _invalidate_inodes(inodes: list[int]) -> None:
-    # Attributes only: dropping pages would wait for the page lock of any READ
-    # in flight, and a daemon SIGKILLed then could never exit (that thread
-    # waits for a READ nobody answers; the connection is only aborted once the
-    # process has exited).  Stale pages are harmless: a changed attribute is
-    # opened direct_io from then on, and a reader still holding a cached page
-    # refreshes the attrs first and drops it on the new mtime.
+    # Attrs and pages: with the attrs alone, a reader holding a page-cache
+    # handle from before the change could pair a stale page with the new
+    # size (measured).  Dropping pages waits for the page lock of any READ
+    # in flight: a daemon SIGKILLed then cannot finish exiting, and its
+    # connection stays alive until `up` aborts it (runtime.abort_connection).
     for ino in inodes:
         try:
-            pyfuse3.invalidate_inode(ino, attr_only=True)
+            pyfuse3.invalidate_inode(ino, attr_only=False)
         except OSError as e:
             if e.errno not in (errno.ENOENT, errno.EBADF):
                 log.warning("invalidate inode %d: %s", ino, e)

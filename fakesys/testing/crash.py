@@ -179,7 +179,7 @@ class CrashStats:
     by_op: collections.Counter = field(default_factory=collections.Counter)
     outcomes: collections.Counter = field(default_factory=collections.Counter)  # target states seen
     torn_index_blocks: int = 0
-    updating_labels: int = 0
+    updating_labels: set = field(default_factory=set)   # (dimm, uuid) seen flagged UPDATING
     stale_mounts_cleaned: int = 0
     namespaces_checked: int = 0
     bytes_compared: int = 0
@@ -319,7 +319,7 @@ class CrashHarness:
                 self._violate(f"{command} killed ({how}): {dimm} lost its label index")
             if area["valid"] and area["blocks"] != [True, True]:
                 st.torn_index_blocks += 1
-            st.updating_labels += sum(1 for l in area["labels"] if l.flags & 0x8)
+            st.updating_labels.update((dimm, str(l.uuid)) for l in area["labels"] if l.flags & 0x8)
         self._verify(op, target, before, after, media0, media, complete=False)
 
     def _verify(self, op: str, target: dict, before: dict, after: dict, media0: dict,
@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
           f"by operation {dict(st.by_op)}")
     print(f"reboots after a kill: {st.kills}, stale mounts cleaned {st.stale_mounts_cleaned}")
     print(f"untouched namespaces checked {st.namespaces_checked} ({st.bytes_compared >> 20} MiB compared), "
-          f"torn index blocks {st.torn_index_blocks}, labels left UPDATING {st.updating_labels}")
+          f"torn index blocks {st.torn_index_blocks}, labels left UPDATING {len(st.updating_labels)}")
     print("target states: " + ", ".join(f"{k} {v}" for k, v in sorted(st.outcomes.items())))
     print(f"violations {len(st.violations)}  ({time.monotonic() - t0:.0f} s)")
     for v in st.violations:

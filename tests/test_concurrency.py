@@ -3,7 +3,8 @@
 * readers racing a writer never see a torn attribute: every read returns
   the whole content of one version, for a written attribute and for a
   read-only one that the writes change (the page cache pairs sizes and
-  pages of different versions otherwise; see Server._revalidate);
+  pages of different versions otherwise; see Server._revalidate and
+  Server.open: attributes seen to change are read directly);
 * 8 processes run ndctl/daxctl create/destroy at once; afterwards the
   invariants hold and the state is exactly what the successful commands
   reported (fakesys/testing/concurrency.py).
@@ -61,6 +62,12 @@ def test_readers_racing_a_writer_see_whole_versions(fake):
     fake.write(f"{NS}/alt_name", "a\n")        # every value a reader may see is a valid one
     fake.write(f"{NS2}/uuid", "7bfa5b2f-3b0c-4b93-9d3b-44e8b5d7a1a0\n")
     fake.write(f"{NS2}/size", "67108864\n")
+    # An attribute is read through the page cache until it is seen to change
+    # once (Server.open); a reader racing that very first change can still
+    # get a torn value.  Change holder once, while it is cached, first.
+    assert fake.sys(f"{NS2}/holder") == "\n"
+    fake.write(f"{PFN}/namespace", "namespace2.0\n")
+    fake.write(f"{PFN}/namespace", "\n")
     base = os.path.join(fake.mnt, "sys")
     ctx = mp.get_context("fork")
     stop, out, done = ctx.Event(), ctx.Queue(), ctx.Queue()

@@ -67,17 +67,48 @@ def mount_namespace() -> int:
     return os.stat("/proc/self/ns/mnt").st_ino
 
 
-def require_private_namespace(host_ns: int) -> None:
+def require_private_namespace(host_ns: int, targets=("/sys", "/dev", "/proc")) -> None:
     """Refuse to go on unless this process left the mount namespace
-    ``host_ns`` (and / is private): the binds over /sys and /dev that
-    follow must never reach the host's."""
+    ``host_ns`` and the mounts holding each of ``targets`` are visible and
+    private: the binds over /sys and /dev that follow must never reach the
+    host's (in a chroot, a directory of an unreachable shared mount would
+    propagate them)."""
     if mount_namespace() == host_ns:
         raise SandboxError("refusing to mount over /sys and /dev: not in a private mount namespace")
+    mounts: dict[str, bool] = {}
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields = line.split()
-            if fields[4] == "/" and any(opt.startswith("shared:") for opt in fields[6:fields.index("-")]):
-                raise SandboxError("refusing to mount over /sys and /dev: / still propagates to the host")
+            optional = fields[6:fields.index("-")]
+            mounts[fields[4]] = any(opt.startswith("shared:") for opt in optional)
+    for target in targets:
+        holders = [m for m in mounts if target == m or target.startswith(m.rstrip("/") + "/")]
+        if not holders:
+            raise SandboxError(f"refusing to mount over {target}: the mount holding it is out of reach")
+        if mounts[max(holders, key=len)]:
+            raise SandboxError(f"refusing to mount over {target}: its mount still propagates to the host")
+
+
+def make_private() -> None:
+    """Stop mount propagation to and from the host for every mount we can see.
+
+    Normally one recursive change on / does it; in a chroot whose root is no
+    mount point that fails (EINVAL), so each visible mount point is made
+    private on its own (they are listed relative to our root).
+    """
+    try:
+        mount(None, "/", None, MS_REC | MS_PRIVATE)
+        return
+    except SandboxError:
+        pass
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in points:
+        if point.startswith("/") and os.path.exists(point):
+            try:
+                mount(None, point, None, MS_REC | MS_PRIVATE)
+            except SandboxError:
+                pass
 
 
 def enter(mnt: str) -> None:
@@ -94,7 +125,7 @@ def enter(mnt: str) -> None:
         _write("/proc/self/setgroups", "deny")
         _write("/proc/self/uid_map", f"0 {uid} 1")
         _write("/proc/self/gid_map", f"0 {gid} 1")
-    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    make_private()
     require_private_namespace(host_ns)
     fake_sys = os.path.join(mnt, "sys")
     fake_dev = os.path.join(mnt, "dev")

@@ -85,10 +85,10 @@ def test_in_a_fresh_namespace_the_guard_passes():
     if pid == 0:
         code = 1
         try:
-            from fakesys.sandbox.namespace import CLONE_NEWNS, MS_PRIVATE, MS_REC, mount, unshare
+            from fakesys.sandbox.namespace import CLONE_NEWNS, make_private, unshare
             host = mount_namespace()
             unshare(CLONE_NEWNS)
-            mount(None, "/", None, MS_REC | MS_PRIVATE)
+            make_private()
             require_private_namespace(host)
             code = 0
         finally:

@@ -61,7 +61,8 @@ def up(topology: str | None, state: str | None, name: str, quiet: bool = False,
         if proc.poll() is not None:
             raise runtime.RuntimeErrorFakesys(f"daemon exited with {proc.returncode}; see {log_path}:\n"
                                               + _tail(log_path))
-        if os.path.exists(os.path.join(rd, "pid")) and os.path.isdir(os.path.join(mnt, "sys", "bus")):
+        if (os.path.exists(os.path.join(rd, "pid")) and os.path.isdir(os.path.join(mnt, "sys", "bus"))
+                and runtime.status(name) is not None):  # the control socket answers too
             if not quiet:
                 print(mnt)
             return mnt

@@ -17,7 +17,7 @@ from fakesys.kernel.invariants import check
 from fakesys.machine import Machine
 from fakesys.sysfs.kernfs import Dir, File, Link
 from fakesys.topology import parse
-from test_model import read, resolve, write
+from test_model import exists, read, refused, resolve, write
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -29,20 +29,6 @@ def machine(kernel: str = "6.1", size: str = "512M", start: int = 0x80000000, ta
             extra: str = "") -> Machine:
     return Machine(parse(f'kernel = "{kernel}"\n[[soft_reserved]]\nstart = {start:#x}\n'
                          f'size = "{size}"\ntarget_node = {target}\n{extra}'))
-
-
-def refused(m: Machine, path: str, value: str) -> int:
-    with pytest.raises(Errno) as e:
-        write(m, path, value)
-    return e.value.errno
-
-
-def exists(m: Machine, path: str) -> bool:
-    try:
-        resolve(m, path)
-        return True
-    except FileNotFoundError:
-        return False
 
 
 def dax_state(m: Machine) -> dict[str, str]:

@@ -19,7 +19,7 @@ from fakesys.errors import Errno
 from fakesys.kernel.mm.memory_tiers import MEMTIER_ADISTANCE_DRAM
 from fakesys.machine import Machine
 from fakesys.topology import load, parse
-from test_model import read, resolve, write
+from test_model import exists, read, refused, resolve, write
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEM = "devices/system/memory"
@@ -34,20 +34,6 @@ def machine(name: str, kernel: str | None = None) -> Machine:
         return Machine(load(path))
     text = open(path).read().replace('kernel = "6.1"', f'kernel = "{kernel}"')
     return Machine(parse(text, path))
-
-
-def refused(m: Machine, path: str, value: str) -> int:
-    with pytest.raises(Errno) as e:
-        write(m, path, value)
-    return e.value.errno
-
-
-def exists(m: Machine, path: str) -> bool:
-    try:
-        resolve(m, path)
-        return True
-    except FileNotFoundError:
-        return False
 
 
 def blocks(m: Machine) -> dict[int, tuple[str, str]]:

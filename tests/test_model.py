@@ -50,6 +50,21 @@ def write(m: Machine, path: str, value: str) -> None:
     node.write(value.encode() + b"\0")
 
 
+def refused(m: Machine, path: str, value: str) -> int:
+    """The errno a write is refused with (it must be refused)."""
+    with pytest.raises(Errno) as e:
+        write(m, path, value)
+    return e.value.errno
+
+
+def exists(m: Machine, path: str) -> bool:
+    try:
+        resolve(m, path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
 def create(m: Machine, region: str, size: int, mode: str = "raw") -> str:
     """What ndctl create-namespace writes, in its order."""
     ns = next(n for n in read(m, f"bus/nd/devices/{region}/namespace_seed").split())

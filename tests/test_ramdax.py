@@ -25,7 +25,8 @@ from fakesys.machine import Machine
 from fakesys.topology import load, parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_model import read, resolve, write  # noqa: E402
+from test_model import exists, read, resolve, write  # noqa: E402
+from test_model import refused as refused_in_process  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RAMDAX = os.path.join(ROOT, "devices", "ramdax.toml")
@@ -42,20 +43,6 @@ def rehearse(m: Machine) -> None:
     write(m, "bus/platform/drivers/e820_pmem/unbind", "e820_pmem\n")
     write(m, f"{DEV}/driver_override", "ramdax\n")
     write(m, "bus/platform/drivers/ramdax/bind", "e820_pmem\n")
-
-
-def refused_in_process(m: Machine, path: str, value: str) -> int:
-    with pytest.raises(Errno) as e:
-        write(m, path, value)
-    return e.value.errno
-
-
-def exists(m: Machine, path: str) -> bool:
-    try:
-        resolve(m, path)
-        return True
-    except FileNotFoundError:
-        return False
 
 
 @pytest.fixture

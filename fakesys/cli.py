@@ -97,7 +97,7 @@ def down(name: str) -> bool:
                 pass
     if pid is not None:
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and runtime.alive(pid):
             time.sleep(0.01)
     runtime.unmount_stale(mnt)
     return stopped
@@ -109,20 +109,6 @@ def _pid(rd: str) -> int | None:
             return int(f.read().strip())
     except (OSError, ValueError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def run(name: str, argv: list[str]) -> int:
@@ -203,7 +189,7 @@ def reboot(name: str, cold: bool = False) -> str:
     if reply != "ok":
         raise runtime.RuntimeErrorFakesys(f"the daemon refused to reboot: {reply}")
     deadline = time.monotonic() + 30
-    while pid is not None and _alive(pid):
+    while pid is not None and runtime.alive(pid):
         if time.monotonic() > deadline:
             raise runtime.RuntimeErrorFakesys(f"fake {name!r} did not stop for the reboot")
         time.sleep(0.01)

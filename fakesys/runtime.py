@@ -144,3 +144,18 @@ def instances() -> list[str]:
         return sorted(n for n in os.listdir(base) if os.path.isdir(os.path.join(base, n)))
     except FileNotFoundError:
         return []
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

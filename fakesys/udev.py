@@ -16,20 +16,12 @@ from typing import Awaitable, Callable
 
 import trio
 
+from fakesys import runtime
 from fakesys.kernel.kernel import Kernel
 
 log = logging.getLogger("fakesys.udev")
 
 MAX_WAIT = 1.0
-
-
-def _running(pid: int) -> bool:
-    """Whether ``pid`` is alive and not a zombie waiting to be reaped."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 class Udev:
@@ -44,7 +36,7 @@ class Udev:
 
     async def _load(self, alias: str, load: Callable[[], None], pid: int) -> None:
         with trio.move_on_after(MAX_WAIT):
-            while pid and _running(pid):
+            while pid and runtime.alive(pid):
                 await trio.sleep(0.002)
         log.debug("modprobe for %s", alias)
         load()

@@ -291,7 +291,7 @@ class CrashHarness:
             self._violate(f"{command}: the tool hung after the daemon died")
         elapsed = time.monotonic() - t0
         # a SIGKILLed daemon may take a while to be gone (unmapping its media)
-        killed = sent or not _alive(pid) or runtime.status(self.name) is None
+        killed = sent or not runtime.alive(pid) or runtime.status(self.name) is None
         if not killed:
             # the operation finished before the kill point: it must have done
             # exactly what it says, then go on without a kill
@@ -306,7 +306,7 @@ class CrashHarness:
         if proc.returncode != 0:
             st.kills_mid_op += 1
         deadline = time.monotonic() + 30
-        while _alive(pid) and time.monotonic() < deadline:
+        while runtime.alive(pid) and time.monotonic() < deadline:
             time.sleep(0.01)
         self.up()
         reply = json.loads(runtime.control(self.name, "check crash", timeout=60))
@@ -372,18 +372,6 @@ class CrashHarness:
 
     def _violate(self, text: str) -> None:
         self.stats.violations.append(text)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def run(kills: int, seed: int = 1, topology: str | None = None, verbose: bool = False,

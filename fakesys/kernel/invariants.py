@@ -52,6 +52,7 @@ import weakref
 from fakesys.errors import Errno
 from fakesys.kernel.kernel import Kernel
 from fakesys.sysfs.kernfs import Blob, DeviceNode, Dir, File, Link, Node
+from fakesys.kernel.nvdimm.dimm import LsaIo
 
 PAGE_SIZE = 4096
 
@@ -266,13 +267,8 @@ class _MediaArea:
         self.problems: dict[bool, list[str]] = {}
 
 
-class _RawIo:
-    def __init__(self, store) -> None:
-        self.store = store
-        self.config_size = store.size
-
-    def read(self, offset: int, length: int) -> bytes:
-        return self.store.read(offset, length)
+class _RawIo(LsaIo):
+    """The label area read straight from media; the checker never writes."""
 
     def write(self, offset: int, data: bytes) -> None:
         raise AssertionError("the invariant checker never writes labels")

@@ -32,6 +32,7 @@ import trio
 from typing import Callable
 
 from fakesys.errors import Errno
+from fakesys.fuse import loop
 from fakesys.sysfs.kernfs import Blob, DeviceNode, Dir, File, Link, Node, Tree
 
 log = logging.getLogger("fakesys.fuse")
@@ -104,7 +105,7 @@ class Server(pyfuse3.Operations):
         for parent_ino, name in pending:
             if parent_ino == 0:
                 continue
-            await trio.to_thread.run_sync(_invalidate, parent_ino, name)
+            await _in_thread(_invalidate, parent_ino, name)
 
     # -- attributes -------------------------------------------------------
 
@@ -390,7 +391,7 @@ class Server(pyfuse3.Operations):
         try:
             await self._flush_invalidations()
             if stale and self.mounted:
-                await trio.to_thread.run_sync(_invalidate_inodes, stale)
+                await _in_thread(_invalidate_inodes, stale)
         finally:
             for ino in mine:
                 del self._pending[ino]
@@ -417,6 +418,13 @@ class Server(pyfuse3.Operations):
         if not isinstance(handle, _Handle):
             raise pyfuse3.FUSEError(errno.EBADF)
         return handle
+
+
+async def _in_thread(fn: Callable[..., None], *args: object) -> None:
+    # An invalidation can wait for a request only another worker answers
+    # (a READ holding a page lock, a lookup holding the directory).
+    loop.lend()
+    await trio.to_thread.run_sync(fn, *args)
 
 
 def _invalidate_inodes(inodes: list[int]) -> None:
@@ -456,13 +464,14 @@ async def serve(server: Server, mountpoint: str, options: set[str],
                 task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Mount and serve until cancelled; unmounts on the way out."""
     pyfuse3.init(server, mountpoint, options)
+    loop.install(pyfuse3)
     server.mounted = True
     try:
         task_status.started()
         # Many tasks: an invalidation may wait for a READ or lookup another
-        # task answers while GETATTRs wait for invalidations (_settled), one
-        # per blocked caller; with a handful of tasks, concurrent tools
-        # could occupy them all.  Idle tasks cost nothing and end again.
+        # task answers, one blocked writer per task; with a handful of tasks,
+        # concurrent tools could occupy them all.  pyfuse3 starts one when
+        # none is left waiting, idle ones end again (loop.py: one reads).
         await pyfuse3.main(min_tasks=1, max_tasks=MAX_TASKS)
     finally:
         server.mounted = False

@@ -35,6 +35,28 @@ replaying it elsewhere; there are no per-command exceptions:
   consistent renaming matches, but using one uuid where the recording has
   two different ones (or the reverse) does not.  The nil uuid
   (``00000000-0000-0000-0000-000000000000``) is not random and is left as is.
+* **printk timestamps**, **``ls -l`` dates** and **free memory**: the
+  golden ``hmat`` session was recorded twice with the same oracle script on
+  the same kernel, and between those two real recordings exactly these
+  differ (commands 002 023 035 041, 004 008 009 022 034 040, 007 020 027
+  033 039; nothing else): the ``[   12.711718]`` stamp that starts a
+  ``dmesg`` line (the time since boot), the modification time ``ls -l``
+  prints (``Nov 22 00:07``: when sysfs made the inode), and the number on
+  the ``MemFree:``/``MemUsed:`` lines of a node's ``meminfo`` (what the
+  machine's own allocations left free).  So:
+
+  - ``[ seconds.micros]`` at the start of a line becomes ``[<time>]``;
+  - in a line that starts like an ``ls -l`` entry (a mode string, then the
+    link count), the date after the size column, ``Mon DD HH:MM`` or
+    ``Mon DD  YYYY``, becomes ``<date>``;
+  - the number and unit of a ``MemFree:`` or ``MemUsed:`` line, as node
+    meminfo (``Node N MemFree:   123 kB``) and /proc/meminfo
+    (``MemFree:   123 kB``) print it, becomes ``<kB>``.  The other lines
+    (MemTotal above all) are compared as they are.
+
+  Each pattern is anchored to its line's format, so the same text elsewhere
+  is left alone.  All normalisation is applied, the same way, to the
+  recording and to our output, stdout and stderr.
 * **/out**: the recorded commands ran with the working directory ``/out``
   (the oracle's shared result directory) and some write files below it
   (``read-labels -o /out/labels/...``).  Each replay gets a temporary
@@ -45,15 +67,41 @@ replaying it elsewhere; there are no per-command exceptions:
   stdout and stderr.
 
 Commands run with ``LC_ALL=C`` (the oracle's initramfs has no locales).
+
+**Userland.**  The oracle's guest ran every command with a static busybox
+1.35 (``sh`` and all its applets) except the module tools (modprobe,
+insmod, rmmod, lsmod, modinfo, depmod: Debian's kmod), ``find`` (GNU) and
+ndctl, daxctl, cxl and jq (Debian's); see the oracle's
+``build-initramfs.sh``.  When a static busybox is installed here
+(``/bin/busybox``, Debian's ``busybox-static``), replay reproduces that:
+it makes a temporary directory of symlinks to it, one per applet of
+``busybox --list`` but those exclusions, puts it first in the commands'
+PATH and runs each command line with busybox's ``sh -c``, so ``ls -la``
+prints in busybox's format, as recorded.  (Only the sandbox's directory
+with its ``modprobe`` stays before it: ``fakesys run`` puts it first.)
+Without one, commands run with the host's ``sh`` and tools as before, and
+replay says so in one note line on stderr.
+
+That busybox's shell prefers its own applets to PATH ("standalone"), so a
+bare ``modprobe`` runs busybox's (as it did in the oracle), which would act
+on the host's kernel.  Hence a recorded ``/sbin/modprobe`` (kmod in the
+oracle) becomes the absolute path of the sandbox's modprobe, which asks the
+fake's daemon; and every replayed command runs under a seccomp filter that
+fails ``init_module``, ``finit_module`` and ``delete_module`` with EPERM,
+whatever the userland, so nothing replayed can load or unload a host module.
 """
 
 from __future__ import annotations
 
+import ctypes
 import difflib
+import errno
 import os
 import re
+import shlex
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -62,6 +110,8 @@ from dataclasses import dataclass
 from typing import IO
 
 from fakesys import sysdump
+from fakesys.sandbox import seccomp
+from fakesys.sandbox.namespace import BIN_DIR
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICES = os.path.join(ROOT, "devices")
@@ -85,6 +135,10 @@ COUNTER_FILES = re.compile(r"^/sys/devices/system/node/node\d+/(meminfo|numastat
 # trees sysdump-all dumps only when a scenario asks (SYSDUMP_EXTRA)
 EXTRA_TREES = ("/sys/devices/virtual/memory_tiering", "/sys/bus/memory_tiering")
 COMMAND_TIMEOUT = 120.0
+# x86-64 syscall numbers and a seccomp return value (include/uapi/linux/seccomp.h)
+SYS_init_module, SYS_delete_module, SYS_finit_module = 175, 176, 313
+SECCOMP_RET_ERRNO = 0x00050000
+PT_INTERP = 3
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
@@ -92,6 +146,21 @@ NIL_UUID = "00000000-0000-0000-0000-000000000000"
 # (or after a quote, "=", or a redirection)
 OUT_RE = re.compile(r"(?<![^\s'\"=<>(])/out(?=/|$|[\s'\";|&)<>])")
 OUT_PATH_RE = re.compile(r"(?<![^\s'\"=<>(])/out(/[^\s'\";|&)<>]*)")
+# a printk timestamp "[%5lu.%06lu]" at the start of a (dmesg) line
+PRINTK_TIME_RE = re.compile(r"^\[ *\d+\.\d{6}\]", re.M)
+# the date of an `ls -l` entry (busybox's and coreutils' format, C locale):
+# a mode string and a link count start the line, the date follows the size
+# (or a device's "major, minor") and a space, and a space follows it
+LS_DATE_RE = re.compile(
+    r"^([-bcdlps][-rwxsStT]{9}[.+]?[ \t]+\d+[ \t][^\n]*?\d )"
+    r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (?: [1-9]|[12]\d|3[01]) "
+    r"(?:(?:[01]\d|2[0-3]):[0-5]\d| \d{4})(?= )", re.M)
+# the free / used memory of node meminfo and /proc/meminfo
+MEM_FREE_RE = re.compile(r"^((?:Node \d+ )?Mem(?:Free|Used):)[ \t]+\d+ kB$", re.M)
+
+BUSYBOX = "/bin/busybox"
+# what the oracle's initramfs did not take from busybox (build-initramfs.sh)
+NOT_BUSYBOX = frozenset({"busybox", "modprobe", "insmod", "rmmod", "lsmod", "modinfo", "depmod", "find"})
 
 
 # ---------------------------------------------------------------- normalisation
@@ -111,15 +180,95 @@ def normalise_uuids(text: str) -> str:
     return UUID_RE.sub(sub, text)
 
 
+def normalise(text: str) -> str:
+    """Everything that is random on a real machine (module docstring)."""
+    text = normalise_uuids(text)
+    text = PRINTK_TIME_RE.sub("[<time>]", text)
+    text = LS_DATE_RE.sub(lambda m: m.group(1) + "<date>", text)
+    return MEM_FREE_RE.sub(lambda m: m.group(1) + " <kB>", text)
+
+
 def outputs_match(ours: str, golden: str) -> bool:
-    return normalise_uuids(ours) == normalise_uuids(golden)
+    return normalise(ours) == normalise(golden)
 
 
-def map_out(command: str, outdir: str) -> str:
+def map_out(command: str, outdir: str, modprobe: str = "modprobe") -> str:
     """Point ``/out`` in a recorded command line at ``outdir``, and a recorded
-    ``/sbin/modprobe`` at the sandbox's modprobe (PATH), never the host's."""
-    command = MODPROBE_RE.sub(lambda m: m.group(1) + "modprobe", command)
+    ``/sbin/modprobe`` at the sandbox's modprobe (``modprobe``: found in
+    PATH; replay passes its absolute path), never the host's."""
+    command = MODPROBE_RE.sub(lambda m: m.group(1) + modprobe, command)
     return OUT_RE.sub(lambda m: outdir, command)
+
+
+# ---------------------------------------------------------------- userland
+
+def static_busybox(path: str = BUSYBOX) -> str | None:
+    """``path`` if it is a statically linked executable (an ELF file with no
+    program interpreter), else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1 \
+                    or not os.access(path, os.X_OK):
+                return None      # not a 64-bit little-endian ELF executable
+            phoff, = struct.unpack_from("<Q", head, 0x20)
+            phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+    except OSError:
+        return None
+    types = [struct.unpack_from("<I", table, i * phentsize)[0] for i in range(len(table) // phentsize)]
+    return None if PT_INTERP in types else path
+
+
+def busybox_userland(bindir: str, busybox: str = BUSYBOX) -> bool:
+    """Fill ``bindir`` with a symlink to ``busybox`` per applet, as the
+    oracle's initramfs had them; False when there is no static busybox."""
+    if static_busybox(busybox) is None:
+        return False
+    listed = subprocess.run([busybox, "--list"], capture_output=True, text=True)
+    if listed.returncode != 0:
+        return False
+    os.makedirs(bindir, exist_ok=True)
+    for applet in listed.stdout.split():
+        if applet not in NOT_BUSYBOX and "/" not in applet:
+            os.symlink(busybox, os.path.join(bindir, applet))
+    return True
+
+
+def deny_module_syscalls() -> None:
+    """In a child before exec (``preexec_fn``): from here on init_module,
+    finit_module and delete_module fail with EPERM, in this process and all
+    it starts.  Not on other architectures than x86-64 (the filter's syscall
+    numbers), where the fake's own ioctl filter does not work either."""
+    if _MODULE_FILTER is None:
+        return
+    if seccomp._libc.prctl(seccomp.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or seccomp._libc.syscall(
+            ctypes.c_long(seccomp.SYS_seccomp), ctypes.c_long(seccomp.SECCOMP_SET_MODE_FILTER),
+            ctypes.c_long(0), ctypes.byref(_MODULE_FILTER[0])) != 0:
+        raise OSError(ctypes.get_errno(), "seccomp filter against module loading")
+
+
+def _module_filter():
+    if not seccomp.supported():
+        return None
+    ld, jeq, and_, ret = 0x20, 0x15, 0x54, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_ALU|AND|K, BPF_RET|K
+    insns = [
+        (ld, 0, 0, 4),                                      # A = arch
+        (jeq, 0, 6, seccomp.AUDIT_ARCH_X86_64),             # other arch: allow
+        (ld, 0, 0, 0),                                      # A = nr
+        (and_, 0, 0, 0xFFFFFFFF & ~0x40000000),             # x32's numbers too
+        (jeq, 2, 0, SYS_init_module),
+        (jeq, 1, 0, SYS_finit_module),
+        (jeq, 0, 1, SYS_delete_module),
+        (ret, 0, 0, SECCOMP_RET_ERRNO | errno.EPERM),
+        (ret, 0, 0, seccomp.SECCOMP_RET_ALLOW),
+    ]
+    arr = (seccomp._SockFilter * len(insns))(*[seccomp._SockFilter(*i) for i in insns])
+    return seccomp._SockFprog(len(insns), arr), arr
+
+
+_MODULE_FILTER = _module_filter()
 
 
 def unmap_out(text: str, outdir: str) -> str:
@@ -171,9 +320,11 @@ def _fakesys(*args: str) -> list[str]:
 
 
 def _run(argv: list[str], cwd: str, env: dict, timeout: float) -> tuple[int | None, str, str]:
-    """Run argv in its own session; on timeout kill that session (rc None)."""
+    """Run argv in its own session, unable to load or unload kernel modules;
+    on timeout kill that session (rc None)."""
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=deny_module_syscalls)
     try:
         out, err = proc.communicate(timeout=timeout)
         rc: int | None = proc.returncode
@@ -235,10 +386,20 @@ def replay(golden_dir: str, topology: str | None = None, verbose: bool = False,
     os.makedirs(state)
     os.makedirs(outdir)
     env = dict(os.environ, LC_ALL="C", LANG="C")
+    modprobe = shlex.quote(os.path.join(BIN_DIR, "modprobe"))
     matched = total = err_matched = 0
     err_mismatch: list[str] = []
     dumps_matched = dumps_total = 0
     try:
+        # the commands' userland: the oracle's busybox when there is one (docstring)
+        bbdir = os.path.join(tmp, "busybox")
+        if busybox_userland(bbdir, BUSYBOX):
+            shell = [BUSYBOX, "sh", "-c"]
+            cmd_env = dict(env, PATH=bbdir + os.pathsep + env.get("PATH", "/usr/bin:/bin"))
+        else:
+            print(f"fakesys replay: note: no static busybox at {BUSYBOX} (Debian: busybox-static), so commands"
+                  " run with this machine's sh and tools, not the recording's busybox", file=sys.stderr)
+            shell, cmd_env = ["sh", "-c"], env
         cli.up(topology, state, name, quiet=True)
         for step in steps:
             if step.kind == "dump":
@@ -273,8 +434,8 @@ def replay(golden_dir: str, topology: str | None = None, verbose: bool = False,
             total += 1
             for m in OUT_PATH_RE.finditer(step.command):
                 os.makedirs(os.path.dirname(outdir + m.group(1)), exist_ok=True)
-            rc, sout, serr = _run(_fakesys("run", "--name", name, "--", "sh", "-c",
-                                           map_out(step.command, outdir)), outdir, env, timeout)
+            rc, sout, serr = _run(_fakesys("run", "--name", name, "--", *shell,
+                                           map_out(step.command, outdir, modprobe)), outdir, cmd_env, timeout)
             sout, serr = unmap_out(sout, outdir), unmap_out(serr, outdir)
             ok = rc == step.rc and outputs_match(sout, step.out)
             err_ok = outputs_match(serr, step.err)
@@ -285,11 +446,11 @@ def replay(golden_dir: str, topology: str | None = None, verbose: bool = False,
             print(f"{step.seq}  {'match' if ok else 'MISMATCH'}  rc={rc}/{step.rc}  {step.command}", file=out)
             if verbose:
                 if not ok:
-                    d = _diff(normalise_uuids(step.out), normalise_uuids(sout), f"{step.seq}.out")
+                    d = _diff(normalise(step.out), normalise(sout), f"{step.seq}.out")
                     if d:
                         out.write(d)
                 if not err_ok:
-                    out.write(_diff(normalise_uuids(step.err), normalise_uuids(serr), f"{step.seq}.err"))
+                    out.write(_diff(normalise(step.err), normalise(serr), f"{step.seq}.err"))
             out.flush()
     except runtime.RuntimeErrorFakesys as e:
         print(f"fakesys replay: {e}", file=sys.stderr)

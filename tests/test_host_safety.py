@@ -27,6 +27,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -216,7 +217,7 @@ def test_an_unprivileged_process_inside_run_cannot_write_root_attributes(fake):
 
 
 @needs_ndctl
-def test_unprivileged_owner_sees_sysfs_modes_and_is_alone(tmp_path):
+def test_unprivileged_owner_sees_sysfs_modes_and_is_alone():
     """A fake brought up by user 65534 (fusermount3, user namespace): inside
     its ``fakesys run`` the tree is root-owned with sysfs modes, which the
     kernel enforces; root itself, outside, is not let in (no allow_other)."""
@@ -224,9 +225,11 @@ def test_unprivileged_owner_sees_sysfs_modes_and_is_alone(tmp_path):
     why = _usable()
     if why:
         pytest.skip(why)
-    state = tmp_path / "state"
-    state.mkdir()
-    os.chmod(tmp_path, 0o777)
+    # not under pytest's tmp_path: its parents are root's alone (0700)
+    top = tempfile.mkdtemp(prefix="fakesys-unpriv-")
+    state = os.path.join(top, "state")
+    os.mkdir(state)
+    os.chmod(top, 0o777)
     os.chmod(state, 0o777)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(state)}
     as_user = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
@@ -242,9 +245,10 @@ def test_unprivileged_owner_sees_sysfs_modes_and_is_alone(tmp_path):
         out = subprocess.run(as_user + ["run", "--name", name, "--", "sh", "-c", script],
                              cwd=ROOT, env=env, capture_output=True, text=True)
         assert out.stdout.split("\n")[:3] == ["0 444", "0 644", "0 200"], out.stdout + out.stderr
-        assert "w=1" in out.stdout
+        assert "w=0" not in out.stdout and "size: Permission denied" in out.stderr
         with pytest.raises(OSError) as e:
             os.stat(os.path.join(mnt, "sys"))
         assert e.value.errno == errno.EACCES
     finally:
         subprocess.run(as_user + ["down", "--name", name], cwd=ROOT, env=env, capture_output=True)
+        shutil.rmtree(top, ignore_errors=True)

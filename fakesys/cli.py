@@ -44,8 +44,6 @@ def up(topology: str | None, state: str | None, name: str, quiet: bool = False,
             pass
     runtime.refuse_host_paths(mnt)
     topo = _topology_path(topology)
-    from fakesys.topology import load
-    load(topo)  # fail here, with a clear message, on a bad topology
     log_path = os.path.join(rd, "log")
     cmd = [sys.executable, "-m", "fakesys.daemon", "--topology", topo, "--rundir", rd,
            "--name", name, "--log", log_path]
@@ -56,6 +54,15 @@ def up(topology: str | None, state: str | None, name: str, quiet: bool = False,
     with open(log_path, "a") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, close_fds=True)
+    try:
+        # Checked while the daemon starts (its imports take most of `up`):
+        # a bad topology fails here with a clear message, not a log tail.
+        from fakesys.topology import load
+        load(topo)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
     deadline = time.monotonic() + UP_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -157,7 +164,9 @@ def _cleanup(name: str) -> None:
 
 
 def cmd_down(args) -> int:
-    if not down(args.name):
+    if down(args.name):
+        _cleanup(args.name)  # a daemon that died on its own keeps its log
+    else:
         print(f"fakesys: {args.name!r} was not running", file=sys.stderr)
     return 0
 

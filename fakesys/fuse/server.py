@@ -25,6 +25,7 @@ import logging
 import os
 import select
 import stat
+import time
 from dataclasses import dataclass, field
 
 import pyfuse3
@@ -53,7 +54,7 @@ class _Handle:
 
 @dataclass
 class _DirHandle:
-    entries: list[Node] = field(default_factory=list)
+    entries: list[tuple[str, Node]] = field(default_factory=list)
 
 
 class Server(pyfuse3.Operations):
@@ -73,6 +74,7 @@ class Server(pyfuse3.Operations):
         self._fh = itertools.count(1)
         self._open: dict[int, _Handle | _DirHandle] = {}
         self._stale: list[tuple[int, str]] = []
+        self._stale_dirs: set[int] = set()
         self._negative: set[tuple[int, str]] = set()
         # attribute inodes whose content the kernel may cache -> that content
         self._served: dict[int, bytes | object] = {}
@@ -80,6 +82,9 @@ class Server(pyfuse3.Operations):
         # completed yet -> (the content and version the kernel may hold)
         self._pending: dict[int, tuple[bytes | object, int]] = {}
         # content version of each attribute, served as its mtime (see _revalidate)
+        # entries carry the mount's time like sysfs carries the boot's; an
+        # attribute's content version is added to it in nanoseconds
+        self._epoch = time.time_ns()
         self._version: dict[int, int] = {}
         self._versions = itertools.count(1)
         self.mounted = False
@@ -99,6 +104,8 @@ class Server(pyfuse3.Operations):
         if removed or key in self._negative:
             self._negative.discard(key)
             self._stale.append(key)
+        if removed or isinstance(parent.get(name), Dir):
+            self._stale_dirs.add(parent.ino)  # its st_nlink counts subdirectories
 
     async def _flush_invalidations(self) -> None:
         pending, self._stale = self._stale, []
@@ -106,6 +113,9 @@ class Server(pyfuse3.Operations):
             if parent_ino == 0:
                 continue
             await _in_thread(_invalidate, parent_ino, name)
+        dirs, self._stale_dirs = self._stale_dirs - {0}, set()
+        if dirs:
+            await _in_thread(_invalidate_inodes, sorted(dirs), True)
 
     # -- attributes -------------------------------------------------------
 
@@ -117,7 +127,7 @@ class Server(pyfuse3.Operations):
         a.attr_timeout = ENTRY_TIMEOUT
         if isinstance(node, Dir):
             a.st_mode = stat.S_IFDIR | node.mode
-            a.st_nlink = 2
+            a.st_nlink = 2 + node.subdirs
             a.st_size = 0
         elif isinstance(node, Link):
             a.st_mode = stat.S_IFLNK | 0o777
@@ -147,7 +157,9 @@ class Server(pyfuse3.Operations):
                 content = self._render(node) if node.mode & 0o444 and node.show else _ERROR
                 version = self._version.get(node.ino, 0)
             a.st_size = len(content) if isinstance(content, bytes) else node.size
-            a.st_mtime_ns = version
+            a.st_mtime_ns = a.st_ctime_ns = a.st_atime_ns = self._epoch + version
+        if not isinstance(node, File):
+            a.st_mtime_ns = a.st_ctime_ns = a.st_atime_ns = self._epoch
         a.st_uid = self.uid
         a.st_gid = self.gid
         a.st_blksize = 4096
@@ -198,16 +210,18 @@ class Server(pyfuse3.Operations):
         if not isinstance(node, Dir):
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         fh = next(self._fh)
-        self._open[fh] = _DirHandle(list(node))
+        # kernfs_fop_readdir: "." and ".." first, then the children
+        dots = [(".", node), ("..", node.parent or node)]
+        self._open[fh] = _DirHandle(dots + [(child.name, child) for child in node])
         return fh
 
     async def readdir(self, fh, start_id, token):
         handle = self._open[fh]
         assert isinstance(handle, _DirHandle)
-        for i, node in enumerate(handle.entries[start_id:], start_id + 1):
+        for i, (name, node) in enumerate(handle.entries[start_id:], start_id + 1):
             if not node.attached:
                 continue
-            if not pyfuse3.readdir_reply(token, os.fsencode(node.name), self._attr(node), i):
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), self._attr(node), i):
                 return
 
     async def releasedir(self, fh):
@@ -427,15 +441,16 @@ async def _in_thread(fn: Callable[..., None], *args: object) -> None:
     await trio.to_thread.run_sync(fn, *args)
 
 
-def _invalidate_inodes(inodes: list[int]) -> None:
-    # Attrs and pages: with the attrs alone, a reader holding a page-cache
-    # handle from before the change could pair a stale page with the new
-    # size (measured).  Dropping pages waits for the page lock of any READ
-    # in flight: a daemon SIGKILLed then cannot finish exiting, and its
+def _invalidate_inodes(inodes: list[int], attr_only: bool = False) -> None:
+    # Attributes: attrs and pages; with the attrs alone, a reader holding a
+    # page-cache handle from before the change could pair a stale page with
+    # the new size (measured).  Dropping pages waits for the page lock of any
+    # READ in flight: a daemon SIGKILLed then cannot finish exiting, and its
     # connection stays alive until `up` aborts it (runtime.abort_connection).
+    # Directories: attrs only (st_nlink).
     for ino in inodes:
         try:
-            pyfuse3.invalidate_inode(ino, attr_only=False)
+            pyfuse3.invalidate_inode(ino, attr_only=attr_only)
         except OSError as e:
             if e.errno not in (errno.ENOENT, errno.EBADF):
                 log.warning("invalidate inode %d: %s", ino, e)

@@ -78,6 +78,7 @@ class Dir(Node):
         super().__init__(name)
         self.children: dict[str, Node] = {}
         self._tree: Tree | None = None
+        self.subdirs = 0  # kernfs counts them: a directory's st_nlink is 2 + subdirs
 
     def __iter__(self) -> Iterator[Node]:
         """Children in kernfs order (hash, then name)."""
@@ -92,6 +93,7 @@ class Dir(Node):
             raise Errno(errno.EEXIST, f"{self.path()}/{node.name} exists")
         node.parent = self
         self.children[node.name] = node
+        self.subdirs += isinstance(node, Dir)
         tree = self.tree
         if tree is not None:
             tree._attach(node)
@@ -103,6 +105,7 @@ class Dir(Node):
         node = self.children.pop(name, None)
         if node is None:
             return
+        self.subdirs -= isinstance(node, Dir)
         tree = self.tree
         if tree is not None:
             tree._detach(node)

@@ -1,9 +1,11 @@
-"""Byte stores backed by sparse files, mapped with numpy.memmap.
+"""Byte stores: media in sparse files mapped with numpy.memmap, or in memory.
 
 The emulated kernel reads and writes DIMM media and label areas through
 these; a file per store lives in the state directory so the content
 survives ``fakesys down``/``up``.  ``Memory`` is the same interface without
-a file, for volatile media and unit tests.
+a file, for volatile media and unit tests: an anonymous mapping, whose
+untouched pages cost nothing, and which needs no numpy (a fake without a
+state directory starts without importing it).
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ import mmap
 import os
 import stat
 
-import numpy as np
-
 
 class Memory:
     """A byte store in anonymous memory (lost at exit)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._buf = np.zeros(size, dtype=np.uint8) if size else np.zeros(0, np.uint8)
+        self._buf = self._anonymous(size)
+
+    @staticmethod
+    def _anonymous(size: int):
+        return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE) if size else bytearray()
 
     def _check(self, offset: int, length: int) -> None:
         if offset < 0 or length < 0 or offset + length > self.size:
@@ -29,18 +33,19 @@ class Memory:
 
     def read(self, offset: int, length: int) -> bytes:
         self._check(offset, length)
-        return self._buf[offset:offset + length].tobytes()
+        return bytes(self._buf[offset:offset + length])
 
     def write(self, offset: int, data: bytes) -> None:
         self._check(offset, len(data))
-        self._buf[offset:offset + len(data)] = np.frombuffer(data, dtype=np.uint8)
+        self._buf[offset:offset + len(data)] = data
 
     def flush(self) -> None:
         pass
 
     def zero(self) -> None:
-        """Power gone from RAM: every byte reads 0 again."""
-        self._buf[:] = 0
+        """Power gone from RAM: every byte reads 0 again (the pages are dropped)."""
+        if self.size:
+            self._buf.madvise(mmap.MADV_DONTNEED)
 
 
 class FileStore(Memory):
@@ -61,10 +66,15 @@ class FileStore(Memory):
         self.size = size
         self._buf = self._map(size)
 
+    def read(self, offset: int, length: int) -> bytes:
+        self._check(offset, length)
+        return self._buf[offset:offset + length].tobytes()
+
     def _map(self, size: int, truncate: bool = False):
         """Open the file (never through a symlink, never anything but a regular
         file: the state directory must not lead writes elsewhere), size it and
         map it."""
+        import numpy as np
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "r+b") as f:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -76,7 +86,9 @@ class FileStore(Memory):
             return np.memmap(f, dtype=np.uint8, mode="r+", shape=(size,)) if size else np.zeros(0, np.uint8)
 
     def write(self, offset: int, data: bytes) -> None:
-        super().write(offset, data)
+        import numpy as np
+        self._check(offset, len(data))
+        self._buf[offset:offset + len(data)] = np.frombuffer(data, dtype=np.uint8)
         if self.durable and data:
             self.flush_range(offset, len(data))
 
@@ -89,7 +101,7 @@ class FileStore(Memory):
         mm.flush(start, offset + length - start)
 
     def flush(self) -> None:
-        if isinstance(self._buf, np.memmap):
+        if self.size:
             self._buf.flush()
 
     def zero(self) -> None:
@@ -98,7 +110,7 @@ class FileStore(Memory):
         if not self.size:
             return
         self.flush()
-        self._buf = np.zeros(0, np.uint8)   # drop the mapping before truncating
+        self._buf = None                    # drop the mapping before truncating
         self._buf = self._map(self.size, truncate=True)
 
 

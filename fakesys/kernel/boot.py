@@ -5,7 +5,6 @@ from __future__ import annotations
 from fakesys.kernel.block import block_class
 from fakesys.kernel.dax.bus import Dax
 from fakesys.kernel.kernel import Kernel
-from fakesys.kernel.nvdimm.bus import Nd
 from fakesys.kernel.version import KernelVersion
 
 
@@ -18,6 +17,4 @@ def boot(version: str | KernelVersion, machine=None) -> Kernel:
     mm_init(kernel, machine if machine is not None else default_machine(Topology()))
     block_class(kernel)
     kernel.dax = Dax(kernel)
-    kernel.nd = Nd(kernel)
-    kernel.nd.register_drivers()
-    return kernel
+    return kernel  # libnvdimm loads with the first provider that needs it

@@ -88,7 +88,8 @@ class Kernel:
         self.current_pid = 0  # the process whose write is being served ("current")
         # udev: loads the module a new device's modalias asks for; None loads at once
         self.udev: Callable[[str, Callable[[], None], int], None] | None = None
-        self.nd = None   # libnvdimm state, set by boot()
+        self.nd = None   # libnvdimm state, once a provider loads it (nvdimm.bus.libnvdimm)
+        self.memregion_ids: set[int] = set()  # lib/memregion.c (memregion.py)
         self.dax = None  # dax core state, set by boot()
         # physical address space (/proc/iomem) and the memory subsystems, set by boot()
         from fakesys.kernel.resource import ResourceTree

@@ -9,7 +9,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from fakesys.kernel.base.core import RO, RW, Attribute, AttributeGroup, Bus, Device, Driver
-from fakesys.kernel.nvdimm.bus import BUS_CMD_NAMES, DIMM_CMD_NAMES, NvdimmBus
+from fakesys.kernel.nvdimm.bus import BUS_CMD_NAMES, DIMM_CMD_NAMES, NvdimmBus, libnvdimm
 from fakesys.kernel.nvdimm.dimm import LsaIo, Nvdimm
 from fakesys.kernel.nvdimm.label import LabelArea, NfitSetInfo, interleave_set_cookies
 from fakesys.kernel.nvdimm.region import InterleaveSet, Mapping, RegionDesc, region_create
@@ -217,7 +217,7 @@ def nfit_register(kernel: "Kernel", spec: BusSpec, stores, parent=None) -> Nvdim
     else:
         provider = parent.name
     state = NfitBusState(spec)
-    nd = kernel.nd
+    nd = libnvdimm(kernel)
     bus = NvdimmBus(kernel, nd, nd.ida_get(nd.bus_ids), parent, provider,
                     _cmd_mask(spec.commands, BUS_CMD_NAMES))
     bus.groups.append(state.group())

@@ -504,7 +504,7 @@ def inject_media_error(kernel, spa: int, length: int = 512, scrub: bool = False)
     list; the kernel learns of it with the next scrub (``scrub=True``
     requests one, as a machine-check notification would).  Returns the bus.
     """
-    for bus in kernel.nd.bus.devices.values():
+    for bus in kernel.nd.bus.devices.values() if kernel.nd is not None else ():
         state = getattr(bus, "nfit", None)
         if state is None or state.fw is None:
             continue

@@ -27,6 +27,7 @@ from fakesys.kernel.base.core import Device, Driver
 from fakesys.kernel.base.module import module_load
 from fakesys.kernel.base.platform import PlatformDevice, platform_bus
 from fakesys.kernel.dax.bus import PMD_SIZE, alloc_dax_region, dax_region_unregister
+from fakesys.kernel.memregion import memregion_alloc, memregion_free
 from fakesys.topology import SoftReservedSpec as SoftReserved
 
 if TYPE_CHECKING:
@@ -42,15 +43,6 @@ class HmemDevice(PlatformDevice):
         self.id = id
         self.info = info
         self.dax_region = None
-
-
-def memregion_alloc(kernel: "Kernel") -> int:
-    """memregion_alloc(): the lowest id free among hmem devices and nd regions."""
-    return kernel.nd.ida_get(kernel.nd.region_ids)
-
-
-def memregion_free(kernel: "Kernel", id: int) -> None:
-    kernel.nd.region_ids.discard(id)
 
 
 class HmemDriver(Driver):

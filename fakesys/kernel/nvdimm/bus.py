@@ -8,6 +8,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from fakesys.errors import Errno
+from fakesys.kernel.memregion import ida_alloc, memregion_free
 from fakesys.kernel.base.core import (
     RO, AttributeGroup, Bus, Class, Device, DeviceType, Driver,
 )
@@ -159,7 +160,6 @@ class Nd:
         self.cls = kernel.register_class(Class(kernel, "nd"))
         self.bus_ids: set[int] = set()
         self.dimm_ids: set[int] = set()
-        self.region_ids: set[int] = set()
         self.block_minors: set[int] = set()
         self.diskseq = 0
         self.params = kernel.module_dir("libnvdimm").mkdir("parameters")
@@ -174,14 +174,7 @@ class Nd:
         for drv in (NdBusDriver, NvdimmDriver, NdRegionDriver, NdPmemDriver, DaxPmemDriver):
             self.kernel.driver_register(drv(self.kernel, self.bus))
 
-    @staticmethod
-    def ida_get(ids: set[int]) -> int:
-        """ida_alloc(): the lowest free id."""
-        i = 0
-        while i in ids:
-            i += 1
-        ids.add(i)
-        return i
+    ida_get = staticmethod(ida_alloc)
 
     def bus_register(self, parent, provider: str, cmd_mask: int = 0) -> NvdimmBus:
         """nvdimm_bus_register()."""
@@ -194,6 +187,20 @@ class Nd:
         ids are free again (the kernel's release functions ida_free them)."""
         regions, dimms = bus.regions(), bus.nvdimms()
         self.kernel.device_del(bus)
-        self.region_ids.difference_update(r.id for r in regions)
+        for r in regions:
+            memregion_free(self.kernel, r.id)
         self.dimm_ids.difference_update(d.id for d in dimms)
         self.bus_ids.discard(bus.id)
+
+
+def libnvdimm(kernel: "Kernel") -> Nd:
+    """The libnvdimm module's state, loading it (and the nd drivers) first.
+
+    A provider (nfit, e820, of_pmem, virtio_pmem, ramdax) depends on
+    libnvdimm, so loading one loads it: a machine without any has no
+    /sys/bus/nd and no /sys/class/nd, as the hmat recording shows.
+    """
+    if kernel.nd is None:
+        kernel.nd = Nd(kernel)
+        kernel.nd.register_drivers()
+    return kernel.nd

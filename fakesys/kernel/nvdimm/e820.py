@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from fakesys.kernel.base.core import Device, Driver
 from fakesys.kernel.base.platform import PlatformDevice, platform_bus
 from fakesys.kernel.nvdimm.region import RegionDesc, region_create
+from fakesys.kernel.nvdimm.bus import libnvdimm
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
@@ -76,7 +77,7 @@ class E820PmemDriver(Driver):
 
     def probe(self, dev: Device) -> None:
         assert isinstance(dev, PlatformDevice)
-        nd = self.kernel.nd
+        nd = libnvdimm(self.kernel)
         bus = nd.bus_register(dev, "e820")
         dev.drvdata = bus
         for rng in legacy_ranges(self.kernel):

@@ -25,6 +25,7 @@ from fakesys.kernel.base.platform import OfNode, PlatformDevice, platform_bus
 from fakesys.kernel.nvdimm.e820 import PmemRange, register_driver
 from fakesys.kernel.nvdimm.region import RegionDesc, region_create
 from fakesys.sysfs.kernfs import Dir, File, Link
+from fakesys.kernel.nvdimm.bus import libnvdimm
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
@@ -46,7 +47,7 @@ class OfPmemDriver(Driver):
         node = dev.of_node
         if node is None:
             raise Errno(errno.ENXIO, f"{dev.name} has no device-tree node")
-        bus = self.kernel.nd.bus_register(dev, dev.id_name)
+        bus = libnvdimm(self.kernel).bus_register(dev, dev.id_name)
         dev.drvdata = bus
         volatile = "volatile" in node.properties
         for rng in dev.resources:

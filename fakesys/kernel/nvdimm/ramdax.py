@@ -33,6 +33,7 @@ from fakesys.kernel.nvdimm.dimm import (
 from fakesys.kernel.nvdimm.e820 import PmemRange, legacy_ranges
 from fakesys.kernel.nvdimm.region import InterleaveSet, Mapping, RegionDesc, region_create
 from fakesys.media import Slice
+from fakesys.kernel.nvdimm.bus import libnvdimm
 
 if TYPE_CHECKING:
     from fakesys.kernel.nvdimm.bus import NvdimmBus
@@ -53,7 +54,7 @@ class RamdaxDriver(Driver):
 
     def probe(self, dev: Device) -> None:
         assert isinstance(dev, PlatformDevice)
-        nd = self.kernel.nd
+        nd = libnvdimm(self.kernel)
         bus = nd.bus_register(dev, "ramdax")
         bus.ndctl_handler = RamdaxCtl()
         try:

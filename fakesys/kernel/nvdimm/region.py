@@ -17,6 +17,7 @@ from fakesys.errors import Errno
 from fakesys.kernel.base.core import (
     ADMIN_RO, RO, RW, Attribute, AttributeGroup, Device, DeviceType, Driver, strip_newline,
 )
+from fakesys.kernel.memregion import memregion_alloc
 from fakesys.kernel.nvdimm import badrange
 from fakesys.kernel.nvdimm.bus import (
     ND_DEVICE_GROUP, ND_DEVICE_NAMESPACE_IO, ND_DEVICE_NAMESPACE_PMEM, ND_DEVICE_REGION_PMEM,
@@ -438,6 +439,6 @@ def region_create(bus: NvdimmBus, desc: RegionDesc, probe: bool = True) -> Regio
     end = desc.start + desc.size - 1
     if fw_name and kernel.iomem.find(desc.start, end, fw_name) is None:
         kernel.iomem.insert(fw_name, desc.start, end)
-    region = Region(kernel, bus, bus.nd.ida_get(bus.nd.region_ids), desc)
+    region = Region(kernel, bus, memregion_alloc(kernel), desc)
     kernel.device_add(region, probe=probe)
     return region

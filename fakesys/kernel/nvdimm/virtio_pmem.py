@@ -22,6 +22,7 @@ from fakesys.kernel.virtio import (
     VIRTIO_DEV_ANY_ID, VIRTIO_ID_PMEM, VirtioDevice, pci_function_dir, register_virtio_device,
     virtio_bus,
 )
+from fakesys.kernel.nvdimm.bus import libnvdimm
 
 if TYPE_CHECKING:
     from fakesys.machine import Machine
@@ -43,7 +44,7 @@ class VirtioPmemDriver(Driver):
     def probe(self, dev: Device) -> None:
         assert isinstance(dev, VirtioDevice)
         cfg = dev.config
-        bus = self.kernel.nd.bus_register(dev, "virtio-pmem")
+        bus = libnvdimm(self.kernel).bus_register(dev, "virtio-pmem")
         dev.drvdata = bus
         numa = cfg["numa_node"]
         target = cfg["target_node"] if cfg["target_node"] != -1 else numa

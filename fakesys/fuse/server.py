@@ -154,7 +154,11 @@ class Server(pyfuse3.Operations):
                 content, version = pending
                 a.attr_timeout = 0
             else:
-                content = self._render(node) if node.mode & 0o444 and node.show else _ERROR
+                # what the kernel holds of it, if anything: _revalidate keeps
+                # that current (a readdirplus would otherwise run every show)
+                content = self._served.get(node.ino)
+                if content is None:
+                    content = self._render(node) if node.mode & 0o444 and node.show else _ERROR
                 version = self._version.get(node.ino, 0)
             a.st_size = len(content) if isinstance(content, bytes) else node.size
             a.st_mtime_ns = a.st_ctime_ns = a.st_atime_ns = self._epoch + version

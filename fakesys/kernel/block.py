@@ -18,6 +18,7 @@ from fakesys.errors import Errno
 from fakesys.kernel.base.core import (
     RO, RW, Attribute, AttributeGroup, Class, Device, DeviceType,
 )
+from fakesys.kernel.memregion import ida_alloc
 from fakesys.kernel.parse import kstrtobool
 from fakesys.sysfs.kernfs import Link
 
@@ -168,7 +169,7 @@ class Gendisk(Device):
     def __init__(self, kernel: "Kernel", name: str, parent: Device, params: DiskParams,
                  extra_groups=(), media=None) -> None:
         block = block_class(kernel)
-        minor = _ida(block.minors)
+        minor = ida_alloc(block.minors)
         block.diskseq += 1
         super().__init__(kernel, name, parent, cls=block, devt=(BLOCK_EXT_MAJOR, minor))
         self.params = params
@@ -179,14 +180,6 @@ class Gendisk(Device):
 
     def writable_media(self) -> bool:
         return not self.params.read_only()
-
-
-def _ida(ids: set[int]) -> int:
-    i = 0
-    while i in ids:
-        i += 1
-    ids.add(i)
-    return i
 
 
 def block_class(kernel: "Kernel") -> BlockClass:

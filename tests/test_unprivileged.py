@@ -27,6 +27,12 @@ def _usable() -> str | None:
                             sys.executable, "-c", "import fakesys"], cwd=ROOT, capture_output=True)
     if probe.returncode != 0:
         return "the checkout or its venv is not readable by an unprivileged user"
+    # `fakesys run` as a user needs a user namespace: refused in a chroot
+    # (EPERM), by kernel.unprivileged_userns_clone=0 or by a container's policy
+    probe = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                            "unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True)
+    if probe.returncode != 0:
+        return "an unprivileged user cannot create a user namespace here"
     return None
 
 

@@ -15,6 +15,8 @@ import mmap
 import os
 import stat
 
+_MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)  # Linux's value; Python names it from 3.12
+
 
 class Memory:
     """A byte store in anonymous memory (lost at exit)."""
@@ -25,7 +27,9 @@ class Memory:
 
     @staticmethod
     def _anonymous(size: int):
-        return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE) if size else bytearray()
+        # MAP_NORESERVE: emulated DIMMs may be larger than this machine's
+        # memory; only the pages written take any
+        return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | _MAP_NORESERVE) if size else bytearray()
 
     def _check(self, offset: int, length: int) -> None:
         if offset < 0 or length < 0 or offset + length > self.size:

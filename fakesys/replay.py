@@ -93,9 +93,7 @@ whatever the userland, so nothing replayed can load or unload a host module.
 
 from __future__ import annotations
 
-import ctypes
 import difflib
-import errno
 import os
 import re
 import shlex
@@ -136,8 +134,6 @@ COUNTER_FILES = re.compile(r"^/sys/devices/system/node/node\d+/(meminfo|numastat
 EXTRA_TREES = ("/sys/devices/virtual/memory_tiering", "/sys/bus/memory_tiering")
 COMMAND_TIMEOUT = 120.0
 # x86-64 syscall numbers and a seccomp return value (include/uapi/linux/seccomp.h)
-SYS_init_module, SYS_delete_module, SYS_finit_module = 175, 176, 313
-SECCOMP_RET_ERRNO = 0x00050000
 PT_INTERP = 3
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -236,41 +232,6 @@ def busybox_userland(bindir: str, busybox: str = BUSYBOX) -> bool:
     return True
 
 
-def deny_module_syscalls() -> None:
-    """In a child before exec (``preexec_fn``): from here on init_module,
-    finit_module and delete_module fail with EPERM, in this process and all
-    it starts.  Not on other architectures than x86-64 (the filter's syscall
-    numbers), where the fake's own ioctl filter does not work either."""
-    if _MODULE_FILTER is None:
-        return
-    if seccomp._libc.prctl(seccomp.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or seccomp._libc.syscall(
-            ctypes.c_long(seccomp.SYS_seccomp), ctypes.c_long(seccomp.SECCOMP_SET_MODE_FILTER),
-            ctypes.c_long(0), ctypes.byref(_MODULE_FILTER[0])) != 0:
-        raise OSError(ctypes.get_errno(), "seccomp filter against module loading")
-
-
-def _module_filter():
-    if not seccomp.supported():
-        return None
-    ld, jeq, and_, ret = 0x20, 0x15, 0x54, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_ALU|AND|K, BPF_RET|K
-    insns = [
-        (ld, 0, 0, 4),                                      # A = arch
-        (jeq, 0, 6, seccomp.AUDIT_ARCH_X86_64),             # other arch: allow
-        (ld, 0, 0, 0),                                      # A = nr
-        (and_, 0, 0, 0xFFFFFFFF & ~0x40000000),             # x32's numbers too
-        (jeq, 2, 0, SYS_init_module),
-        (jeq, 1, 0, SYS_finit_module),
-        (jeq, 0, 1, SYS_delete_module),
-        (ret, 0, 0, SECCOMP_RET_ERRNO | errno.EPERM),
-        (ret, 0, 0, seccomp.SECCOMP_RET_ALLOW),
-    ]
-    arr = (seccomp._SockFilter * len(insns))(*[seccomp._SockFilter(*i) for i in insns])
-    return seccomp._SockFprog(len(insns), arr), arr
-
-
-_MODULE_FILTER = _module_filter()
-
-
 def unmap_out(text: str, outdir: str) -> str:
     return text.replace(outdir, "/out")
 
@@ -324,7 +285,7 @@ def _run(argv: list[str], cwd: str, env: dict, timeout: float) -> tuple[int | No
     on timeout kill that session (rc None)."""
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                            preexec_fn=deny_module_syscalls)
+                            preexec_fn=seccomp.deny_module_loading)
     try:
         out, err = proc.communicate(timeout=timeout)
         rc: int | None = proc.returncode

@@ -23,6 +23,7 @@ import sys
 import pytest
 
 from fakesys import replay as rp
+from fakesys.sandbox import seccomp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CMDS = os.path.join(HERE, "data", "golden", "nfit", "cmds")
@@ -163,7 +164,7 @@ def test_no_static_busybox(tmp_path):
     assert not rp.busybox_userland(str(tmp_path / "bb"), str(tmp_path / "none"))
 
 
-@pytest.mark.skipif(not rp.seccomp.supported(), reason="the filter is x86-64 only")
+@pytest.mark.skipif(not seccomp.supported(), reason="the filter is x86-64 only")
 def test_replayed_commands_cannot_load_or_unload_modules():
     """The guard every replayed command runs under: delete_module of a
     module that does not exist fails with EPERM, not ENOENT."""
@@ -171,7 +172,7 @@ def test_replayed_commands_cannot_load_or_unload_modules():
              "r = libc.syscall(176, b'fakesys_no_such_module', 0o4000); "
              "print(r, ctypes.get_errno())")
     guarded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                             preexec_fn=rp.deny_module_syscalls, check=True)
+                             preexec_fn=seccomp.deny_module_loading, check=True)
     assert guarded.stdout.split() == ["-1", str(errno.EPERM)]
     if os.getuid() == 0:
         free = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

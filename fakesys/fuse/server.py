@@ -86,10 +86,9 @@ class Server(pyfuse3.Operations):
         # attributes whose content changed and whose invalidation has not
         # completed yet -> (the content and version the kernel may hold)
         self._pending: dict[int, tuple[bytes | object, int]] = {}
-        # content version of each attribute, served as its mtime (see _revalidate)
-        # entries carry the mount's time like sysfs carries the boot's; an
-        # attribute's content version is added to it in nanoseconds
+        # entries carry the mount's time as sysfs carries the boot's
         self._epoch = time.time_ns()
+        # content version of each attribute, added to its mtime in ns (see _revalidate)
         self._version: dict[int, int] = {}
         self._versions = itertools.count(1)
         self.mounted = False
@@ -130,6 +129,7 @@ class Server(pyfuse3.Operations):
         a.generation = 0
         a.entry_timeout = ENTRY_TIMEOUT
         a.attr_timeout = ENTRY_TIMEOUT
+        a.st_mtime_ns = a.st_ctime_ns = a.st_atime_ns = self._epoch
         if isinstance(node, Dir):
             a.st_mode = stat.S_IFDIR | node.mode
             a.st_nlink = 2 + node.subdirs
@@ -167,8 +167,6 @@ class Server(pyfuse3.Operations):
                 version = self._version.get(node.ino, 0)
             a.st_size = len(content) if isinstance(content, bytes) else node.size
             a.st_mtime_ns = a.st_ctime_ns = a.st_atime_ns = self._epoch + version
-        if not isinstance(node, File):
-            a.st_mtime_ns = a.st_ctime_ns = a.st_atime_ns = self._epoch
         a.st_uid = self.uid
         a.st_gid = self.gid
         a.st_blksize = 4096

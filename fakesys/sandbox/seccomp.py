@@ -47,6 +47,8 @@ SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
 SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV = 1 << 5
 SECCOMP_RET_USER_NOTIF = 0x7FC00000
 SECCOMP_RET_ALLOW = 0x7FFF0000
+SECCOMP_RET_ERRNO = 0x00050000
+SYS_init_module, SYS_delete_module, SYS_finit_module = 175, 176, 313
 SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1
 SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP = 1
 AUDIT_ARCH_X86_64 = 0xC000003E
@@ -157,6 +159,38 @@ def ioctl_filter() -> list[tuple[int, int, int, int]]:
         assert all(0 <= r < 256 for r in rel)
         out.append((code, rel[0], rel[1], k))
     return out
+
+
+def module_filter() -> list[tuple[int, int, int, int]]:
+    """init_module, finit_module and delete_module fail with EPERM; the
+    rest is allowed (other architectures included)."""
+    return [
+        (_LD_W_ABS, 0, 0, 4),                               # A = arch
+        (_JEQ_K, 0, 6, AUDIT_ARCH_X86_64),                  # other arch: allow
+        (_LD_W_ABS, 0, 0, 0),                               # A = nr
+        (_AND_K, 0, 0, 0xFFFFFFFF & ~0x40000000),           # x32's numbers too
+        (_JEQ_K, 2, 0, SYS_init_module),
+        (_JEQ_K, 1, 0, SYS_finit_module),
+        (_JEQ_K, 0, 1, SYS_delete_module),
+        (_RET_K, 0, 0, SECCOMP_RET_ERRNO | errno.EPERM),
+        (_RET_K, 0, 0, SECCOMP_RET_ALLOW),
+    ]
+
+
+def deny_module_loading() -> None:
+    """In a child before exec (``preexec_fn``): from here on this process and
+    all it starts cannot load or unload kernel modules (EPERM).  What replay
+    runs with a userland whose shell prefers its own ``modprobe`` must never
+    reach the host's kernel.  A no-op where seccomp filters are unsupported."""
+    if not supported():
+        return
+    insns = module_filter()
+    arr = (_SockFilter * len(insns))(*[_SockFilter(*i) for i in insns])
+    prog = _SockFprog(len(insns), arr)
+    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or _libc.syscall(
+            ctypes.c_long(SYS_seccomp), ctypes.c_long(SECCOMP_SET_MODE_FILTER),
+            ctypes.c_long(0), ctypes.byref(prog)) != 0:
+        raise SeccompError(ctypes.get_errno(), "seccomp filter against module loading")
 
 
 def install_listener() -> int:

@@ -133,7 +133,7 @@ COUNTER_FILES = re.compile(r"^/sys/devices/system/node/node\d+/(meminfo|numastat
 # trees sysdump-all dumps only when a scenario asks (SYSDUMP_EXTRA)
 EXTRA_TREES = ("/sys/devices/virtual/memory_tiering", "/sys/bus/memory_tiering")
 COMMAND_TIMEOUT = 120.0
-# x86-64 syscall numbers and a seccomp return value (include/uapi/linux/seccomp.h)
+# ELF program header type of an interpreter (a dynamically linked executable)
 PT_INTERP = 3
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

@@ -16,6 +16,7 @@ behaviours live here because every tool depends on them:
 from __future__ import annotations
 
 import errno
+import functools
 from typing import Callable, Iterator
 
 from fakesys.errors import Errno
@@ -30,6 +31,7 @@ _MASK64 = (1 << 64) - 1
 _GOLDEN_RATIO_64 = 0x61C8864680B583EB
 
 
+@functools.cache  # the same few hundred names recur across every device
 def name_hash(name: str) -> int:
     """kernfs_name_hash(): the key kernfs sorts a directory's children by."""
     h = 0

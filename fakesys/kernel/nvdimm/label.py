@@ -739,7 +739,8 @@ class LabelArea:
         lsz = self._label_size
         for slot in range(cur.nslot):
             if cur.is_free(slot):
-                self._data[offset:offset + lsz] = bytes(lsz)
+                if offset < read_size:  # read with the indexes; the rest is zero already
+                    self._data[offset:offset + lsz] = bytes(lsz)
             elif offset + lsz > read_size:
                 read_size = max(read_size, offset)
                 chunk = -(-(offset + lsz - read_size) // max_xfer) * max_xfer

@@ -204,3 +204,14 @@ def libnvdimm(kernel: "Kernel") -> Nd:
         kernel.nd = Nd(kernel)
         kernel.nd.register_drivers()
     return kernel.nd
+
+
+class BusProviderDriver(Driver):
+    """A driver whose probe registers one nvdimm bus and keeps it in
+    drvdata (e820_pmem, of_pmem, virtio_pmem, ramdax): unbinding it
+    unregisters that bus and everything below it (nvdimm_bus_unregister)."""
+
+    def remove(self, dev: Device) -> None:
+        if dev.drvdata is not None:
+            self.kernel.nd.bus_unregister(dev.drvdata)
+            dev.drvdata = None

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 from fakesys.kernel.base.core import Device, Driver
 from fakesys.kernel.base.platform import PlatformDevice, platform_bus
+from fakesys.kernel.nvdimm.bus import BusProviderDriver, libnvdimm
 from fakesys.kernel.nvdimm.region import RegionDesc, region_create
-from fakesys.kernel.nvdimm.bus import libnvdimm
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
@@ -69,7 +69,7 @@ def add_legacy_range(kernel: "Kernel", rng: PmemRange) -> None:
     kernel.iomem.insert("Persistent Memory (legacy)", rng.start, rng.end)
 
 
-class E820PmemDriver(Driver):
+class E820PmemDriver(BusProviderDriver):
     """``e820_pmem`` (module nd_e820): one nd bus, one region per legacy range."""
 
     name = "e820_pmem"
@@ -84,12 +84,6 @@ class E820PmemDriver(Driver):
             region_create(bus, RegionDesc(start=rng.start, size=rng.size, numa_node=rng.numa_node,
                                           target_node=rng.target_node, pagemap=True, media=rng.store))
 
-    def remove(self, dev: Device) -> None:
-        assert isinstance(dev, PlatformDevice)
-        if dev.drvdata is not None:
-            self.kernel.nd.bus_unregister(dev.drvdata)
-            dev.drvdata = None
-
 
 def register_driver(kernel: "Kernel", drv_cls: type[Driver]) -> Driver:
     """platform_driver_register() once per boot (module load)."""
@@ -98,6 +92,18 @@ def register_driver(kernel: "Kernel", drv_cls: type[Driver]) -> Driver:
     if drv is None:
         drv = kernel.driver_register(drv_cls(kernel, bus))
     return drv
+
+
+def register_pmem_drivers(kernel: "Kernel", dev: PlatformDevice, drv_cls: type[Driver]) -> None:
+    """A platform pmem provider's driver, and ramdax beside it on kernels
+    that have it (it binds only through driver_override); then bind ``dev``
+    as the driver core does, unless registering a driver already did."""
+    register_driver(kernel, drv_cls)
+    if kernel.version.has_ramdax:
+        from fakesys.kernel.nvdimm.ramdax import RamdaxDriver  # (ramdax imports this module)
+        register_driver(kernel, RamdaxDriver)
+    if dev.driver is None:
+        kernel.device_attach(dev)
 
 
 def e820_register(machine: "Machine", spec: "E820BusSpec") -> PlatformDevice:
@@ -116,10 +122,5 @@ def e820_register(machine: "Machine", spec: "E820BusSpec") -> PlatformDevice:
     dev = PlatformDevice(kernel, "e820_pmem")
     dev.driver_override = spec.driver_override or None
     kernel.device_add(dev, probe=False)
-    register_driver(kernel, E820PmemDriver)
-    if kernel.version.has_ramdax:
-        from fakesys.kernel.nvdimm.ramdax import RamdaxDriver
-        register_driver(kernel, RamdaxDriver)
-    if dev.driver is None:
-        kernel.device_attach(dev)
+    register_pmem_drivers(kernel, dev, E820PmemDriver)
     return dev

@@ -20,12 +20,12 @@ import struct
 from typing import TYPE_CHECKING
 
 from fakesys.errors import Errno
-from fakesys.kernel.base.core import Device, Driver
+from fakesys.kernel.base.core import Device
 from fakesys.kernel.base.platform import OfNode, PlatformDevice, platform_bus
-from fakesys.kernel.nvdimm.e820 import PmemRange, register_driver
+from fakesys.kernel.nvdimm.bus import BusProviderDriver, libnvdimm
+from fakesys.kernel.nvdimm.e820 import PmemRange, register_pmem_drivers
 from fakesys.kernel.nvdimm.region import RegionDesc, region_create
 from fakesys.sysfs.kernfs import Dir, File, Link
-from fakesys.kernel.nvdimm.bus import libnvdimm
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 OF_MATCH_TABLE = ("pmem-region", "pmem-region-v2")
 
 
-class OfPmemDriver(Driver):
+class OfPmemDriver(BusProviderDriver):
     """``of_pmem`` (module of_pmem)."""
 
     name = "of_pmem"
@@ -54,12 +54,6 @@ class OfPmemDriver(Driver):
             region_create(bus, RegionDesc(start=rng.start, size=rng.size, numa_node=dev.numa,
                                           target_node=dev.numa, pagemap=True, media=rng.store,
                                           volatile=volatile, persist_memctrl=not volatile))
-
-    def remove(self, dev: Device) -> None:
-        assert isinstance(dev, PlatformDevice)
-        if dev.drvdata is not None:
-            self.kernel.nd.bus_unregister(dev.drvdata)
-            dev.drvdata = None
 
 
 def bus_id(node: OfNode, first_address: int) -> str:
@@ -113,10 +107,5 @@ def of_pmem_register(machine: "Machine", spec: "OfPmemSpec") -> PlatformDevice:
     dev.driver_override = spec.driver_override or None
     kernel.device_add(dev, probe=False)
     dev.kobj.add(Link("of_node", _fdt_node_dir(kernel, node, ranges)))
-    register_driver(kernel, OfPmemDriver)
-    if kernel.version.has_ramdax:
-        from fakesys.kernel.nvdimm.ramdax import RamdaxDriver
-        register_driver(kernel, RamdaxDriver)
-    if dev.driver is None:
-        kernel.device_attach(dev)
+    register_pmem_drivers(kernel, dev, OfPmemDriver)
     return dev

@@ -25,15 +25,15 @@ import struct
 from typing import TYPE_CHECKING
 
 from fakesys.errors import Errno
-from fakesys.kernel.base.core import Device, Driver
+from fakesys.kernel.base.core import Device
 from fakesys.kernel.base.platform import PlatformDevice
+from fakesys.kernel.nvdimm.bus import BusProviderDriver, libnvdimm
 from fakesys.kernel.nvdimm.dimm import (
     ND_CMD_GET_CONFIG_DATA, ND_CMD_GET_CONFIG_SIZE, ND_CMD_SET_CONFIG_DATA, Nvdimm,
 )
 from fakesys.kernel.nvdimm.e820 import PmemRange, legacy_ranges
 from fakesys.kernel.nvdimm.region import InterleaveSet, Mapping, RegionDesc, region_create
 from fakesys.media import Slice
-from fakesys.kernel.nvdimm.bus import libnvdimm
 
 if TYPE_CHECKING:
     from fakesys.kernel.nvdimm.bus import NvdimmBus
@@ -46,7 +46,7 @@ OF_MATCHES = ("pmem-region",)   # consulted by probe only, never registered for 
 _U32 = 0xFFFFFFFF
 
 
-class RamdaxDriver(Driver):
+class RamdaxDriver(BusProviderDriver):
     """``ramdax``: matched only through driver_override."""
 
     name = "ramdax"
@@ -70,12 +70,6 @@ class RamdaxDriver(Driver):
             nd.bus_unregister(bus)
             raise
         dev.drvdata = bus
-
-    def remove(self, dev: Device) -> None:
-        assert isinstance(dev, PlatformDevice)
-        if dev.drvdata is not None:
-            self.kernel.nd.bus_unregister(dev.drvdata)
-            dev.drvdata = None
 
 
 def register_dimm(bus: "NvdimmBus", rng: PmemRange) -> None:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fakesys.kernel.base.core import Device, Driver
+from fakesys.kernel.base.core import Device
+from fakesys.kernel.nvdimm.bus import BusProviderDriver, libnvdimm
 from fakesys.kernel.nvdimm.region import RegionDesc, region_create
 from fakesys.kernel.virtio import (
     VIRTIO_DEV_ANY_ID, VIRTIO_ID_PMEM, VirtioDevice, pci_function_dir, register_virtio_device,
     virtio_bus,
 )
-from fakesys.kernel.nvdimm.bus import libnvdimm
 
 if TYPE_CHECKING:
     from fakesys.machine import Machine
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 QEMU_FEATURES = (1 << 28) | (1 << 29) | (1 << 32) | (1 << 40)
 
 
-class VirtioPmemDriver(Driver):
+class VirtioPmemDriver(BusProviderDriver):
     """``virtio_pmem`` (module virtio_pmem)."""
 
     name = "virtio_pmem"
@@ -51,12 +51,6 @@ class VirtioPmemDriver(Driver):
         region_create(bus, RegionDesc(start=cfg["start"], size=cfg["size"], numa_node=numa,
                                       target_node=target, pagemap=True, async_flush=True,
                                       media=cfg["store"]))
-
-    def remove(self, dev: Device) -> None:
-        assert isinstance(dev, VirtioDevice)
-        if dev.drvdata is not None:
-            self.kernel.nd.bus_unregister(dev.drvdata)
-            dev.drvdata = None
 
 
 def virtio_pmem_register(machine: "Machine", spec: "VirtioPmemSpec") -> VirtioDevice:

@@ -113,7 +113,7 @@ def test_fsdax_namespace_badblocks_follow_the_data_area(ars):
     region = ars.sys("bus/nd/devices/region0/badblocks")
     assert region.startswith("8 2\n") and len(region.splitlines()) == 2
     data_start = int(region.splitlines()[1].split()[0]) - 4096
-    assert ars.sys("block/pmem0/badblocks") == f"4096 1\n"
+    assert ars.sys("block/pmem0/badblocks") == "4096 1\n"
     assert data_start >= 0
     proc = ars.run("ndctl clear-errors namespace0.0")
     assert proc.returncode == 0, proc.stderr

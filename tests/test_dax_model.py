@@ -281,6 +281,7 @@ def test_create_and_delete_errors():
     assert refused(m, f"{REGION}/create", "one") == errno.EINVAL
     assert refused(m, f"{REGION}/delete", "dax0.7") == errno.ENXIO
     assert refused(m, f"{REGION}/delete", "dax0.0") == errno.EBUSY     # not empty
+    assert dax_state(m) == before                                       # refused: nothing changed
     write(m, f"{HMEM}/dax0.0/size", "0")
     assert refused(m, f"{REGION}/delete", "dax0.0") == errno.EBUSY     # id 0 stays
     dev = create(m, 64 * MiB)

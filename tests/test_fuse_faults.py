@@ -13,7 +13,6 @@ import errno
 import logging
 import os
 
-import pytest
 import trio
 
 from conftest import needs_root

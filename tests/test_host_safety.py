@@ -31,7 +31,7 @@ import tempfile
 
 import pytest
 
-from conftest import FAKESYS, ROOT, needs_ndctl, needs_root
+from conftest import ROOT, needs_ndctl, needs_root
 from fakesys import runtime
 from fakesys.fuse.server import mount_options
 from fakesys.sandbox.namespace import SandboxError, mount_namespace, require_private_namespace

@@ -11,8 +11,6 @@ Expected outputs are the recordings of the real 6.1 kernel
 
 from __future__ import annotations
 
-import errno
-import json
 import os
 import subprocess
 import sys

@@ -13,9 +13,6 @@ from __future__ import annotations
 import errno
 import os
 
-import pytest
-
-from fakesys.errors import Errno
 from fakesys.kernel.mm.memory_tiers import MEMTIER_ADISTANCE_DRAM
 from fakesys.machine import Machine
 from fakesys.topology import load, parse

@@ -15,7 +15,7 @@ import subprocess
 
 from conftest import FAKESYS, ROOT, needs_ndctl, needs_root
 from fakesys.machine import Machine
-from fakesys.topology import load, parse
+from fakesys.topology import parse
 
 DEVICES = os.path.join(ROOT, "devices")
 REHEARSAL = ("echo e820_pmem > /sys/bus/platform/drivers/e820_pmem/unbind && "

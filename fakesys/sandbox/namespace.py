@@ -11,7 +11,6 @@ child hands a seccomp listener for its nd ioctls to the daemon (seccomp.py).
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 import sys
 

@@ -632,7 +632,6 @@ def _run_seed(args: tuple) -> tuple[Stats, list[str], float]:
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import multiprocessing
-    import sys
     import time
     from fakesys.topology import default_path
     p = argparse.ArgumentParser(prog="scripts/fuzz", description="Fuzz the sysfs stores: in process "

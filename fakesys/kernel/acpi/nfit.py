@@ -15,7 +15,7 @@ from fakesys.kernel.nvdimm.label import LabelArea, NfitSetInfo, interleave_set_c
 from fakesys.kernel.nvdimm.region import InterleaveSet, Mapping, RegionDesc, region_create
 from fakesys.kernel.parse import kstrtoint
 from fakesys.media import Memory
-from fakesys.sysfs.kernfs import Dir, File, Link
+from fakesys.sysfs.kernfs import File, Link
 from fakesys.topology import BusSpec, DimmSpec
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ class NfitBusState:
 
 def _acpi_device_tree(kernel: "Kernel", spec: BusSpec) -> Device:
     """The ACPI0012 device (and, on older kernels, its ACPI parents)."""
-    acpi = _acpi(kernel)
+    _acpi(kernel)  # the acpi bus, registered by the first ACPI device
     platform_dir = kernel.sys_devices.mkdir("platform")
     if kernel.version.nfit_platform_driver:
         parent_dir = platform_dir

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from fakesys.errors import Errno
-from fakesys.kernel.base.core import RO, RW, WO, Attribute, AttributeGroup, Bus, Device, strip_newline
+from fakesys.kernel.base.core import RO, RW, WO, AttributeGroup, Bus, Device, strip_newline
 from fakesys.kernel.base.node import SubsysRoot
 from fakesys.kernel.parse import kstrtobool
 from fakesys.kernel.resource import IORESOURCE_BUSY, IORESOURCE_SYSTEM_RAM

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fakesys.errors import Errno
-from fakesys.kernel.base.core import RO, RW, Attribute, AttributeGroup, Bus, Device, Driver
+from fakesys.kernel.base.core import RO, RW, AttributeGroup, Bus, Device, Driver
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from fakesys.errors import Errno
 from fakesys.kernel.base.core import (
-    ADMIN_RO, RO, RW, Attribute, AttributeGroup, Device, DeviceType, Driver, strip_newline,
+    ADMIN_RO, RO, RW, Attribute, AttributeGroup, Device, DeviceType, Driver,
 )
 from fakesys.kernel.memregion import memregion_alloc
 from fakesys.kernel.nvdimm import badrange

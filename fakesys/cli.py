@@ -145,27 +145,13 @@ def cmd_run(args) -> int:
             return run(name, argv)
         finally:
             down(name)
-            _cleanup(name)
+            runtime.remove_rundir(name)
     return run(args.name, argv)
-
-
-def _cleanup(name: str) -> None:
-    rd = runtime.rundir(name)
-    for entry in ("log", "mnt"):
-        path = os.path.join(rd, entry)
-        try:
-            os.rmdir(path) if entry == "mnt" else os.unlink(path)
-        except OSError:
-            pass
-    try:
-        os.rmdir(rd)
-    except OSError:
-        pass
 
 
 def cmd_down(args) -> int:
     if down(args.name):
-        _cleanup(args.name)  # a daemon that died on its own keeps its log
+        runtime.remove_rundir(args.name)  # a daemon that died on its own keeps its log
     else:
         print(f"fakesys: {args.name!r} was not running", file=sys.stderr)
     return 0

@@ -418,7 +418,7 @@ def replay(golden_dir: str, topology: str | None = None, verbose: bool = False,
         return 1
     finally:
         cli.down(name)
-        cli._cleanup(name)
+        runtime.remove_rundir(name)
         shutil.rmtree(tmp, ignore_errors=True)
     if dumps_total:
         print(f"dumps: {dumps_matched}/{dumps_total} match (not scored)", file=out)

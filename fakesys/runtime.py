@@ -36,6 +36,33 @@ def rundir(name: str) -> str:
     return os.path.join(base_dir(), name)
 
 
+def remove_rundir(name: str) -> None:
+    """Remove a stopped fake's run directory: its log, its empty mount
+    point, the directory; whatever is not empty or not there stays."""
+    rd = rundir(name)
+    for entry in ("log", "mnt"):
+        path = os.path.join(rd, entry)
+        try:
+            os.rmdir(path) if entry == "mnt" else os.unlink(path)
+        except OSError:
+            pass
+    try:
+        os.rmdir(rd)
+    except OSError:
+        pass
+
+
+def recv_line(sock: socket.socket) -> bytes:
+    """A control-socket reply: bytes up to and including the newline (or EOF)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def refuse_host_paths(path: str) -> None:
     """Never mount over the host's /sys, /dev or /proc (or anything below)."""
     real = os.path.realpath(path)
@@ -52,13 +79,7 @@ def control(name: str, command: str, timeout: float = 10.0) -> str:
         s.settimeout(timeout)
         s.connect(path)
         s.sendall(command.encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-    return data.decode().strip()
+        return recv_line(s).decode().strip()
 
 
 def status(name: str) -> dict | None:

@@ -29,7 +29,7 @@ import uuid
 
 import pytest
 
-from fakesys import cli, sysdump
+from fakesys import runtime, sysdump
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -50,7 +50,7 @@ def nfit_fake(tmp_path):
         yield name
     finally:
         subprocess.run(FAKESYS + ["down", "--name", name], capture_output=True, cwd=ROOT)
-        cli._cleanup(name)   # the run directory's log and mount point
+        runtime.remove_rundir(name)   # the run directory's log and mount point
 
 
 def test_boot_matches_golden_nfit(nfit_fake):

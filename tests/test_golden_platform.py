@@ -27,7 +27,7 @@ import uuid
 import pytest
 
 from conftest import needs_ndctl, needs_root
-from fakesys import cli, sysdump
+from fakesys import runtime, sysdump
 from fakesys import replay as rp
 
 pytestmark = [needs_root, needs_ndctl]
@@ -52,7 +52,7 @@ def test_boot_dump(scenario, tmp_path):
                                          "fakesys.sysdump", "--all"], capture_output=True, cwd=ROOT, timeout=60)
     finally:
         subprocess.run(FAKESYS + ["down", "--name", name], capture_output=True, cwd=ROOT)
-        cli._cleanup(name)
+        runtime.remove_rundir(name)
     assert proc.returncode == 0, proc.stderr.decode()
     golden = sysdump.load(os.path.join(GOLDEN, scenario, "sysfs", "boot.txt"))
     diffs = sysdump.compare(sysdump.parse(proc.stdout), golden, exclude=EXCLUDE)

@@ -34,6 +34,7 @@ import struct
 from dataclasses import dataclass
 
 from fakesys.errors import Errno
+from fakesys.runtime import recv_line
 
 # include/uapi/linux/{prctl,seccomp,audit,filter}.h, x86-64 syscall numbers
 PR_SET_NO_NEW_PRIVS = 38
@@ -231,12 +232,7 @@ def trap_ioctls(control_path: str, timeout: float = 10.0) -> None:
             socket.send_fds(sock, [CONTROL_COMMAND], [listener])
         finally:
             os.close(listener)
-        reply = b""
-        while not reply.endswith(b"\n"):
-            chunk = sock.recv(256)
-            if not chunk:
-                break
-            reply += chunk
+        reply = recv_line(sock)
     if reply.strip() == b"off":
         return                      # the daemon serves no ioctls: they fail with ENOSYS
     if reply.strip() != b"ok":

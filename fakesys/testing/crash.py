@@ -216,16 +216,7 @@ class CrashHarness:
 
     def down(self) -> None:
         subprocess.run(FAKESYS + ["down", "--name", self.name], capture_output=True, timeout=60)
-        rd = runtime.rundir(self.name)
-        for entry in ("log", "mnt"):
-            try:
-                os.rmdir(os.path.join(rd, entry)) if entry == "mnt" else os.unlink(os.path.join(rd, entry))
-            except OSError:
-                pass
-        try:
-            os.rmdir(rd)
-        except OSError:
-            pass
+        runtime.remove_rundir(self.name)   # also after a daemon it killed
 
     def tool(self, command: str, background: bool = False):
         argv = FAKESYS + ["run", "--name", self.name, "--", "sh", "-c", command]

@@ -27,6 +27,7 @@ from fakesys.topology import load, parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_model import exists, read, resolve, write  # noqa: E402
 from test_model import refused as refused_in_process  # noqa: E402
+from test_platform_pmem import OF_TOPOLOGY  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RAMDAX = os.path.join(ROOT, "devices", "ramdax.toml")
@@ -187,25 +188,7 @@ def test_ramdax_topology_needs_619():
 
 def test_ramdax_on_device_tree(tmp_path):
     """ramdax takes an OF pmem-region device's reg ranges; other nodes ENODEV."""
-    m = Machine(parse('''
-kernel = "6.19"
-[[bus]]
-type = "of_pmem"
-node = "pmem@100000000"
-[[bus.reg]]
-start = "4G"
-size = "256M"
-[[bus.reg]]
-start = 0x110000000
-size = "256M"
-[[bus]]
-type = "of_pmem"
-node = "pmem@200000000"
-compatible = "pmem-region-v2"
-[[bus.reg]]
-start = "8G"
-size = "256M"
-'''), str(tmp_path / "state"))
+    m = Machine(parse(OF_TOPOLOGY), str(tmp_path / "state"))
     for dev in ("100000000.pmem", "200000000.pmem"):
         write(m, "bus/platform/drivers/of_pmem/unbind", dev)
         write(m, f"bus/platform/devices/{dev}/driver_override", "ramdax")

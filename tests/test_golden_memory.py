@@ -6,14 +6,12 @@ recordings (Debian 6.1 in QEMU 7.2, ndctl/daxctl 76.1): every command, the
 must match (exit status and stdout; stderr too) except the ones listed
 here, none of which is kernel state the fake could reproduce:
 
-* kmem 004: ndctl saw the new dax device before udev had loaded
-  device_dax (``"state":"disabled"``); the fake loads it at once.
-* ``ls -la`` listings (hmem 005, hmat 004 008 009 022 034 040): the FUSE
-  server's sysfs is not kernfs there (directories always have 2 links,
-  attributes the size of their content rather than 4096, no ``.`` and
-  ``..`` entries) and the fake has only the HMAT and SRAT of the 8 ACPI
-  tables; the dates are normalised (without busybox-static the format is
-  coreutils', not the recording's busybox's).
+* ``ls -la`` listings (hmat 004 008 009 022 034 040): attributes have
+  the size of their content rather than 4096 (the page cache cuts reads
+  at st_size), ``/sys/devices/system`` has 3 of its 8 subdirectories and
+  the fake only the HMAT and SRAT of the 8 ACPI tables.  hmem 005 matches
+  with the recording's busybox; without busybox-static the format is
+  coreutils' (the dates are normalised either way).
 * ``dmesg`` (hmat 002 023 035 041): the real machine's kernel log.
 
 (Node ``MemFree``/``MemUsed``, hmat 020 027 033 039, differ between two
@@ -39,8 +37,8 @@ pytestmark = [needs_root, needs_ndctl]
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "data", "golden")
 KNOWN = {
-    "kmem": {"004"},
-    "hmem": {"005"},
+    "kmem": set(),
+    "hmem": set() if rp.static_busybox() else {"005"},
     "hmat": {"002", "004", "008", "009", "022", "023", "034", "035", "040", "041"},
 }
 STDERR_KNOWN: dict[str, set[str]] = {}

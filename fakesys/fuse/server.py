@@ -13,11 +13,19 @@ files and symlinks, never what they mean.  What it guarantees:
   raised there becomes the writer's errno;
 * entries removed from the tree are invalidated in the kernel's dentry
   cache before the request that removed them completes, so long lookup
-  timeouts are safe.
+  timeouts are safe; so is every directory whose entries changed (the
+  kernel caches listings and symlink targets too, see session.py).
+
+Most opens are of attributes the kernel caches.  They get a *stateless*
+handle, which encodes the inode (and what a poll needs) instead of
+naming an entry of ``_open``: nothing has to be released when they
+close, so session.py answers their OPEN and RELEASE without a handler.
+A POLL on one gives it state, and RELEASEs of its inode come here again.
 """
 
 from __future__ import annotations
 
+import collections
 import errno
 import functools
 import itertools
@@ -33,7 +41,7 @@ import trio
 from typing import Callable
 
 from fakesys.errors import Errno
-from fakesys.fuse import loop
+from fakesys.fuse import loop, session
 from fakesys.sysfs.kernfs import Blob, DeviceNode, Dir, File, Link, Node, Tree
 
 log = logging.getLogger("fakesys.fuse")
@@ -46,6 +54,10 @@ log = logging.getLogger("fakesys.fuse")
 ENTRY_TIMEOUT = 300.0
 MAX_TASKS = 64
 _ERROR = object()  # marks content whose show failed
+# a stateless handle: this bit, the attribute's notify count at open (15
+# bits) and an open count (16 bits, keeping concurrent opens apart), inode
+_STATELESS = 1 << 63
+_EVENT_BITS = 0x7FFF
 
 
 @dataclass
@@ -78,17 +90,22 @@ class Server(pyfuse3.Operations):
         self.gid = gid
         self._fh = itertools.count(1)
         self._open: dict[int, _Handle | _DirHandle] = {}
+        self._held: collections.Counter[int] = collections.Counter()  # inode -> _Handles
+        self._opens = itertools.count()
         self._stale: list[tuple[int, str]] = []
         self._stale_dirs: set[int] = set()
         self._negative: set[tuple[int, str]] = set()
         # attribute inodes whose content the kernel may cache -> that content
         self._served: dict[int, bytes | object] = {}
+        # symlink inodes whose target the kernel may cache -> that target
+        self._targets: dict[int, bytes] = {}
         # attributes whose content changed and whose invalidation has not
         # completed yet -> (the content and version the kernel may hold)
         self._pending: dict[int, tuple[bytes | object, int]] = {}
         # entries carry the mount's time as sysfs carries the boot's
         self._epoch = time.time_ns()
-        # content version of each attribute, added to its mtime in ns (see _revalidate)
+        # content version of each attribute, and listing version of each
+        # directory, added to its mtime in ns (see _revalidate, _changed)
         self._version: dict[int, int] = {}
         self._versions = itertools.count(1)
         self.mounted = False
@@ -108,8 +125,12 @@ class Server(pyfuse3.Operations):
         if removed or key in self._negative:
             self._negative.discard(key)
             self._stale.append(key)
-        if removed or isinstance(parent.get(name), Dir):
-            self._stale_dirs.add(parent.ino)  # its st_nlink counts subdirectories
+        # The kernel caches the listing (and st_nlink counts subdirectories).
+        # A listing read before the change may enter that cache after the
+        # invalidation; it was started under the old mtime, and the reader
+        # at the next opendir compares mtimes and drops it.
+        self._stale_dirs.add(parent.ino)
+        self._version[parent.ino] = next(self._versions)
 
     async def _flush_invalidations(self) -> None:
         pending, self._stale = self._stale, []
@@ -119,7 +140,7 @@ class Server(pyfuse3.Operations):
             await _in_thread(_invalidate, parent_ino, name)
         dirs, self._stale_dirs = self._stale_dirs - {0}, set()
         if dirs:
-            await _in_thread(_invalidate_inodes, sorted(dirs), True)
+            await _in_thread(_invalidate_inodes, sorted(dirs))
 
     # -- attributes -------------------------------------------------------
 
@@ -134,6 +155,7 @@ class Server(pyfuse3.Operations):
             a.st_mode = stat.S_IFDIR | node.mode
             a.st_nlink = 2 + node.subdirs
             a.st_size = 0
+            a.st_mtime_ns = a.st_ctime_ns = self._epoch + self._version.get(node.ino, 0)
         elif isinstance(node, Link):
             a.st_mode = stat.S_IFLNK | 0o777
             a.st_nlink = 1
@@ -199,7 +221,8 @@ class Server(pyfuse3.Operations):
         node = self._node(inode)
         if not isinstance(node, Link):
             raise pyfuse3.FUSEError(errno.EINVAL)
-        return os.fsencode(node.readlink())
+        target = self._targets[inode] = os.fsencode(node.readlink())
+        return target
 
     async def forget(self, inode_list):
         return None
@@ -247,11 +270,12 @@ class Server(pyfuse3.Operations):
         want_write = acc in (os.O_WRONLY, os.O_RDWR)
         if (want_read and not node.mode & 0o444) or (want_write and not node.mode & 0o222):
             raise pyfuse3.FUSEError(errno.EACCES)
-        fh = next(self._fh)
-        self._open[fh] = _Handle(node, want_write, event=getattr(node, "event", 0),
-                                 pid=getattr(ctx, "pid", 0))
-        if isinstance(node, File) and not want_write and node.ino not in self._version:
+        fh = self.cached_open(inode, flags)
+        if fh is not None:
             return pyfuse3.FileInfo(fh=fh, direct_io=False, keep_cache=True)
+        fh = next(self._fh)
+        self._keep(fh, _Handle(node, want_write, event=getattr(node, "event", 0),
+                               pid=getattr(ctx, "pid", 0)))
         # Through the page cache a read is cut to the size the kernel holds,
         # which may be of another version than the page: a write through the
         # kernel moves it, and a size refresh racing an invalidation is
@@ -311,13 +335,35 @@ class Server(pyfuse3.Operations):
         return None
 
     async def release(self, fh):
-        self._open.pop(fh, None)
+        handle = self._open.pop(fh, None)
+        if isinstance(handle, _Handle):
+            self._held[handle.node.ino] -= 1
+            if not self._held[handle.node.ino]:
+                del self._held[handle.node.ino]
         self._polls.pop(fh, None)
+
+    def cached_open(self, inode: int, flags: int) -> int | None:
+        """The stateless handle of a read-only open of an unchanged
+        attribute, which the kernel caches; None for any other open."""
+        node = self.tree.inodes.get(inode)
+        if (type(node) is File and flags & os.O_ACCMODE == os.O_RDONLY
+                and node.mode & 0o444 and inode not in self._version):
+            return (_STATELESS | (node.event & _EVENT_BITS) << 48
+                    | (next(self._opens) & 0xFFFF) << 32 | inode)
+        return None
+
+    def stateless(self, inode: int) -> bool:
+        """No handle of ``inode`` holds state: a RELEASE of it has nothing to do."""
+        return inode not in self._held
+
+    def _keep(self, fh: int, handle: _Handle) -> None:
+        self._open[fh] = handle
+        self._held[handle.node.ino] += 1
 
     async def poll(self, inode, fh, poll_handle, ctx):
         """kernfs_generic_poll(): POLLERR|POLLPRI once the attribute was
         notified since it was opened (or last read from offset 0)."""
-        handle = self._handle(fh)
+        handle = self._handle(fh, keep=True)
         ready = select.POLLIN | select.POLLOUT | select.POLLRDNORM | select.POLLWRNORM
         if isinstance(handle.node, File) and handle.event != handle.node.event:
             return ready | select.POLLERR | select.POLLPRI
@@ -392,6 +438,11 @@ class Server(pyfuse3.Operations):
                 mine.append(ino)
             elif ino not in self._pending:
                 self._version[ino] = next(self._versions)  # written: read directly from now on
+        for ino, target in list(self._targets.items()):
+            node = self.tree.inodes.get(ino)
+            if not isinstance(node, Link) or os.fsencode(node.readlink()) != target:
+                del self._targets[ino]
+                stale.append(ino)
         for ino, before in list(self._served.items()):
             node = self.tree.inodes.get(ino)
             if not isinstance(node, File):
@@ -434,10 +485,27 @@ class Server(pyfuse3.Operations):
         except Errno as e:
             raise pyfuse3.FUSEError(e.errno) from None
 
-    def _handle(self, fh: int) -> _Handle:
+    def _handle(self, fh: int, keep: bool = False) -> _Handle:
         handle = self._open.get(fh)
+        if handle is None and fh & _STATELESS:
+            handle = self._stateless_handle(fh, keep)
         if not isinstance(handle, _Handle):
             raise pyfuse3.FUSEError(errno.EBADF)
+        return handle
+
+    def _stateless_handle(self, fh: int, keep: bool) -> _Handle | None:
+        """A handle for a stateless ``fh``: kept (from now on released through
+        the handler) for a poll, for one request otherwise.  A READ needs none:
+        the kernel asks for all of a cached attribute in one."""
+        node = self.tree.inodes.get(fh & 0xFFFFFFFF)
+        if not isinstance(node, File):
+            return None
+        # the latest notify count with the low bits it had at open
+        at_open = (fh >> 48) & _EVENT_BITS
+        event = node.event - ((node.event - at_open) & _EVENT_BITS)
+        handle = _Handle(node, False, event=event)
+        if keep:
+            self._keep(fh, handle)
         return handle
 
 
@@ -487,6 +555,7 @@ async def serve(server: Server, mountpoint: str, options: set[str],
     """Mount and serve until cancelled; unmounts on the way out."""
     pyfuse3.init(server, mountpoint, options)
     loop.install(pyfuse3)
+    session.tune(pyfuse3, server.stateless, server.cached_open)
     server.mounted = True
     try:
         task_status.started()

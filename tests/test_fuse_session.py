@@ -1,0 +1,165 @@
+"""The kernel caches what session.py lets it cache, and nothing stale.
+
+A small tree is served in-process, and the server's handlers are counted:
+a symlink resolved twice is asked for once, a directory listed twice is
+read once, closing a cached attribute reaches no handler and leaves no
+handle behind; a change to a listing or a link target shows at once; a
+poll on a cached attribute still sees a notify.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import select
+
+import pytest
+import trio
+
+from conftest import needs_root
+from fakesys.fuse import session
+from fakesys.fuse.server import Server, mount_options, serve
+from fakesys.sysfs.kernfs import File, Link, Tree
+
+pytestmark = needs_root
+
+
+def _tree() -> Tree:
+    tree = Tree()
+    bus = tree.root.mkdir("bus")
+    dev = bus.mkdir("dev0")
+    dev.add(File("state", 0o644, lambda: "idle\n", lambda data: None))
+    dev.add(File("size", 0o444, lambda: "4096\n"))
+    tree.root.mkdir("drivers").mkdir("drv")
+    dev.add(Link("driver", tree.root.walk("drivers/drv")))
+    return tree
+
+
+def _counting(server: Server) -> collections.Counter:
+    """Count the handler calls that reach the server."""
+    calls: collections.Counter = collections.Counter()
+    for op in ("readlink", "readdir", "open", "release"):
+        handler = getattr(server, op)
+
+        async def counted(*args, _op=op, _handler=handler):
+            calls[_op] += 1
+            return await _handler(*args)
+        setattr(server, op, counted)
+    return calls
+
+
+def _read(path) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+async def _serving(nursery, tree: Tree, mnt) -> Server:
+    server = Server(tree, uid=os.getuid(), gid=os.getgid())
+    mnt.mkdir()
+    await nursery.start(serve, server, str(mnt), mount_options("sessiontest"))
+    return server
+
+
+async def test_cached_links_listings_and_closes(tmp_path):
+    tree = _tree()
+    mnt = tmp_path / "mnt"
+    async with trio.open_nursery() as nursery:
+        server = await _serving(nursery, tree, mnt)
+        calls = _counting(server)
+        dev = mnt / "bus/dev0"
+
+        def twice() -> None:
+            for _ in range(2):
+                assert os.readlink(dev / "driver") == "../../drivers/drv"
+                assert sorted(os.listdir(dev)) == ["driver", "size", "state"]
+            for _ in range(10):
+                assert _read(dev / "size") == "4096\n"
+        await trio.to_thread.run_sync(twice)
+        assert calls["readlink"] == 1
+        assert calls["readdir"] in (1, 2)  # one listing (and its end)
+        listing_reads = calls["readdir"]
+        # the cached attribute's opens and closes never reached a handler
+        assert calls["open"] == calls["release"] == 0
+        assert not server._open and server.stateless(tree.root.walk("bus/dev0/size").ino)
+
+        # changes: a new entry, a link retargeted in place, a written attribute
+        tree.root.walk("drivers").mkdir("other")
+        tree.root.walk("bus/dev0").add(File("new", 0o444, lambda: "1\n"))
+        tree.root.walk("bus/dev0/driver").target = tree.root.walk("drivers/other")
+        await server.changed()
+
+        def changed() -> None:
+            assert sorted(os.listdir(dev)) == ["driver", "new", "size", "state"]
+            assert os.readlink(dev / "driver") == "../../drivers/other"
+            with open(dev / "state", "w") as f:
+                f.write("busy\n")
+        await trio.to_thread.run_sync(changed)
+        assert calls["readdir"] > listing_reads and calls["readlink"] == 2
+        # the write had a handle with state: released through the handler
+        assert calls["open"] == calls["release"] == 1 and not server._open
+        nursery.cancel_scope.cancel()
+
+
+async def test_poll_on_a_cached_attribute(tmp_path):
+    tree = _tree()
+    mnt = tmp_path / "mnt"
+    size = tree.root.walk("bus/dev0/size")
+    async with trio.open_nursery() as nursery:
+        server = await _serving(nursery, tree, mnt)
+        fd = await trio.to_thread.run_sync(os.open, mnt / "bus/dev0/size", os.O_RDONLY)
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLPRI)
+            assert await trio.to_thread.run_sync(poller.poll, 0) == []
+            assert not server.stateless(size.ino)  # the poll gave the handle state
+
+            # sysfs_notify() wakes a poller that is waiting already
+            waiting = trio.to_thread.run_sync(poller.poll, 5000)
+            async with trio.open_nursery() as inner:
+                result: list = []
+
+                async def wait() -> None:
+                    result.extend(await waiting)
+                inner.start_soon(wait)
+                await trio.sleep(0.2)
+                size.notify()
+                await server.changed()
+            assert result and result[0][1] & select.POLLPRI
+        finally:
+            await trio.to_thread.run_sync(os.close, fd)
+        await trio.sleep(0.1)  # the RELEASE is sent after close returns
+        assert server.stateless(size.ino) and not server._open
+        nursery.cancel_scope.cancel()
+
+
+async def test_untuned_session_serves_the_same(tmp_path, monkeypatch, caplog):
+    """Where the session cannot be found, pyfuse3's own operations serve."""
+    caplog.set_level(logging.INFO, logger="fakesys.fuse")
+    def missing(path):
+        raise LookupError("no symbol (stripped?)")
+    monkeypatch.setattr(session, "_session_ops", missing)
+    tree = _tree()
+    mnt = tmp_path / "mnt"
+    async with trio.open_nursery() as nursery:
+        server = await _serving(nursery, tree, mnt)
+        calls = _counting(server)
+
+        def use() -> None:
+            for _ in range(2):
+                assert os.readlink(mnt / "bus/dev0/driver") == "../../drivers/drv"
+                assert _read(mnt / "bus/dev0/size") == "4096\n"
+        await trio.to_thread.run_sync(use)
+        assert calls["readlink"] == 2 and calls["open"] == calls["release"] == 2
+        assert not server._open
+        nursery.cancel_scope.cancel()
+    assert "left as pyfuse3 made it: no symbol" in caplog.text
+
+
+def test_symbols_of_this_pyfuse3():
+    """The build scripts/bootstrap installs keeps its symbol table."""
+    import pyfuse3
+    symbols = session._static_symbols(pyfuse3.__file__, ("__pyx_v_7pyfuse3_session",))
+    assert symbols["__pyx_v_7pyfuse3_session"] > 0
+    with pytest.raises(LookupError):
+        session._static_symbols(pyfuse3.__file__, ("no_such_symbol",))

@@ -33,9 +33,6 @@ FAKESYS = [sys.executable, "-m", "fakesys.cli"]
 TOPOLOGY = os.path.join(ROOT, "devices", "qemu-nvdimm.toml")
 XFER8 = os.path.join(ROOT, "bench", "max-xfer-8.toml")
 CLIENT_SRC = os.path.join(ROOT, "bench", "nd_ioctl_client.c")
-sys.path.insert(0, ROOT)
-
-from fakesys import cli  # noqa: E402
 
 # Runs inside the namespace: time each command invocation, print the median in seconds.
 INNER = """
@@ -103,7 +100,6 @@ def main() -> int:
     finally:
         for n in (name, name8):
             subprocess.run(FAKESYS + ["down", "--name", n], capture_output=True, cwd=ROOT)
-            cli._cleanup(n)         # the run directory's log and mount point
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

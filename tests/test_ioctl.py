@@ -104,6 +104,17 @@ def test_get_config_size(nmem0):
     assert struct.unpack("<III", c.mem) == (0, KIB128, MAX_XFER)
 
 
+def test_only_commands_that_change_sysfs_revalidate_it(nmem0, ndctl0):
+    # the bridge revalidates every cached attribute after a "dirty" command
+    c = Caller(12)
+    req = nd.prepare(nmem0, nd.ND_CMD_GET_CONFIG_SIZE, c.read)
+    nd.dispatch(nmem0, req, False)
+    assert not req.dirty                      # 4 on a DIMM, CLEAR_ERROR's number on a bus
+    req = nd.prepare(nmem0, nd.ND_CMD_CALL, pkg(nd.NVDIMM_FAMILY_INTEL, 4, b"", 12).read)
+    nd.dispatch(nmem0, req, False)
+    assert req.dirty                          # a CALL may do anything
+
+
 def test_read_only_check_is_by_bare_number(nmem0):
     # __nd_ioctl refuses ARS_START (2) and CLEAR_ERROR (4) on read-only files
     # without asking whether the file is a bus: on a DIMM those numbers are

@@ -318,7 +318,10 @@ def dispatch(device, req: Request, read_only: bool) -> int:
         address, status, cleared = struct.unpack_from("<Q8xI4xQ", req.buf, 0)
         if status & 0xFFFF == 0:
             account_cleared_poison(bus, address, cleared)
-    req.dirty = nr in (ND_CMD_ARS_START, ND_CMD_CLEAR_ERROR, ND_CMD_CALL)
+    # the commands whose effect sysfs shows (scrub state, badblocks); the
+    # bus numbers 2 and 4 are SMART_THRESHOLD and GET_CONFIG_SIZE on a DIMM
+    req.dirty = nr == ND_CMD_CALL or (nvdimm is None
+                                      and nr in (ND_CMD_ARS_START, ND_CMD_CLEAR_ERROR))
     return rc
 
 

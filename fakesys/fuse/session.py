@@ -35,6 +35,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import logging
+import mmap
 import struct
 from typing import Callable
 
@@ -160,32 +161,31 @@ def _load_base(path: str) -> int:
 def _static_symbols(path: str, names: tuple[str, ...]) -> dict[str, int]:
     """Values of local symbols in an ELF64 object's .symtab (Cython's module
     variables are static, so they are only there)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if data[:5] != b"\x7fELF\x02" or data[5] != 1:
-        raise ValueError(f"{path} is not a little-endian ELF64 object")
-    shoff, = struct.unpack_from("<Q", data, 0x28)
-    shentsize, shnum = struct.unpack_from("<HH", data, 0x3a)
-    # (sh_type, sh_offset, sh_size, sh_link) of each section
-    sections = [struct.unpack_from("<4xI16xQQI", data, shoff + i * shentsize)
-                for i in range(shnum)]
-    found: dict[str, int] = {}
-    for kind, offset, size, link in sections:
-        if kind != 2:  # SHT_SYMTAB
-            continue
-        _, strings_at, strings_size, _ = sections[link]
-        strings = data[strings_at:strings_at + strings_size]
-        for name in names:
-            at = strings.find(b"\0" + name.encode() + b"\0")
-            if at < 0:
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        if data[:5] != b"\x7fELF\x02" or data[5] != 1:
+            raise ValueError(f"{path} is not a little-endian ELF64 object")
+        shoff, = struct.unpack_from("<Q", data, 0x28)
+        shentsize, shnum = struct.unpack_from("<HH", data, 0x3a)
+        # (sh_type, sh_offset, sh_size, sh_link) of each section
+        sections = [struct.unpack_from("<4xI16xQQI", data, shoff + i * shentsize)
+                    for i in range(shnum)]
+        found: dict[str, int] = {}
+        for kind, offset, size, link in sections:
+            if kind != 2:  # SHT_SYMTAB
                 continue
-            # the 24-byte Elf64_Sym whose st_name is that string; st_value at +8
-            key, pos = struct.pack("<I", at + 1), offset
-            while (pos := data.find(key, pos, offset + size)) >= 0:
-                if (pos - offset) % 24 == 0:
-                    found[name] = struct.unpack_from("<Q", data, pos + 8)[0]
-                    break
-                pos += 1
+            _, strings_at, strings_size, _ = sections[link]
+            strings = data[strings_at:strings_at + strings_size]
+            for name in names:
+                at = strings.find(b"\0" + name.encode() + b"\0")
+                if at < 0:
+                    continue
+                # the 24-byte Elf64_Sym whose st_name is that string; st_value at +8
+                key, pos = struct.pack("<I", at + 1), offset
+                while (pos := data.find(key, pos, offset + size)) >= 0:
+                    if (pos - offset) % 24 == 0:
+                        found[name] = struct.unpack_from("<Q", data, pos + 8)[0]
+                        break
+                    pos += 1
     missing = sorted(set(names) - set(found))
     if missing:
         raise LookupError(f"no symbol {', '.join(missing)} in {path} (stripped?)")

@@ -95,7 +95,7 @@ def main() -> int:
                        check=True, capture_output=True, cwd=ROOT)
         small = float(run_in(name8, [sys.executable, "-c", INNER, "3",
                                      "ndctl", "read-labels", "nmem0", "-o", "/dev/null"]))
-        print(f"ndctl read-labels nmem0 -o /dev/null, max_xfer 8 (128 KiB, 16385 ioctls), median of 3:")
+        print("ndctl read-labels nmem0 -o /dev/null, max_xfer 8 (128 KiB, 16385 ioctls), median of 3:")
         print(f"  {small * 1000:8.1f} ms   ({(small - list_d) / 16385 * 1e6:.1f} us per ioctl)")
     finally:
         for n in (name, name8):

@@ -49,6 +49,13 @@ def _counting(server: Server) -> collections.Counter:
     return calls
 
 
+async def _settled(done) -> None:
+    """Wait (up to 5 s) for ``done()``: a close returns before its RELEASE is served."""
+    with trio.move_on_after(5):
+        while not done():
+            await trio.sleep(0.01)
+
+
 def _read(path) -> str:
     with open(path) as f:
         return f.read()
@@ -97,6 +104,7 @@ async def test_cached_links_listings_and_closes(tmp_path):
         await trio.to_thread.run_sync(changed)
         assert calls["readdir"] > listing_reads and calls["readlink"] == 2
         # the write had a handle with state: released through the handler
+        await _settled(lambda: calls["release"] == 1)
         assert calls["open"] == calls["release"] == 1 and not server._open
         nursery.cancel_scope.cancel()
 
@@ -128,7 +136,7 @@ async def test_poll_on_a_cached_attribute(tmp_path):
             assert result and result[0][1] & select.POLLPRI
         finally:
             await trio.to_thread.run_sync(os.close, fd)
-        await trio.sleep(0.1)  # the RELEASE is sent after close returns
+        await _settled(lambda: server.stateless(size.ino))
         assert server.stateless(size.ino) and not server._open
         nursery.cancel_scope.cancel()
 
@@ -150,6 +158,7 @@ async def test_untuned_session_serves_the_same(tmp_path, monkeypatch, caplog):
                 assert os.readlink(mnt / "bus/dev0/driver") == "../../drivers/drv"
                 assert _read(mnt / "bus/dev0/size") == "4096\n"
         await trio.to_thread.run_sync(use)
+        await _settled(lambda: calls["release"] == 2)
         assert calls["readlink"] == 2 and calls["open"] == calls["release"] == 2
         assert not server._open
         nursery.cancel_scope.cancel()

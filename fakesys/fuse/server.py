@@ -339,7 +339,7 @@ class Server(pyfuse3.Operations):
         if isinstance(handle, _Handle):
             self._held[handle.node.ino] -= 1
             if not self._held[handle.node.ino]:
-                del self._held[handle.node.ino]
+                del self._held[handle.node.ino]  # its RELEASEs need no handler again
         self._polls.pop(fh, None)
 
     def cached_open(self, inode: int, flags: int) -> int | None:
@@ -347,7 +347,7 @@ class Server(pyfuse3.Operations):
         attribute, which the kernel caches; None for any other open."""
         node = self.tree.inodes.get(inode)
         if (type(node) is File and flags & os.O_ACCMODE == os.O_RDONLY
-                and node.mode & 0o444 and inode not in self._version):
+                and node.mode & 0o444 and inode not in self._version and inode >> 32 == 0):
             return (_STATELESS | (node.event & _EVENT_BITS) << 48
                     | (next(self._opens) & 0xFFFF) << 32 | inode)
         return None

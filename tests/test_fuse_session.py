@@ -109,6 +109,24 @@ async def test_cached_links_listings_and_closes(tmp_path):
         nursery.cancel_scope.cancel()
 
 
+async def test_a_long_listing_resumes_where_it_stopped(tmp_path):
+    """Directory handles hold no state: a listing longer than one reply
+    resumes at the next entry's position (hash and rank, as kernfs does)."""
+    tree = _tree()
+    many = tree.root.mkdir("many")
+    names = [f"attr{i:04d}" for i in range(600)]
+    for name in names:
+        many.add(File(name, 0o444, lambda: "0\n"))
+    mnt = tmp_path / "mnt"
+    async with trio.open_nursery() as nursery:
+        server = await _serving(nursery, tree, mnt)
+        calls = _counting(server)
+        listed = await trio.to_thread.run_sync(os.listdir, mnt / "many")
+        assert sorted(listed) == names       # each once
+        assert calls["readdir"] > 2          # several replies
+        nursery.cancel_scope.cancel()
+
+
 async def test_poll_on_a_cached_attribute(tmp_path):
     tree = _tree()
     mnt = tmp_path / "mnt"

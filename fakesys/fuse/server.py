@@ -34,7 +34,7 @@ import os
 import select
 import stat
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pyfuse3
 import trio
@@ -69,11 +69,6 @@ class _Handle:
     pid: int = 0                    # the process that opened it
 
 
-@dataclass
-class _DirHandle:
-    entries: list[tuple[str, Node]] = field(default_factory=list)
-
-
 class Server(pyfuse3.Operations):
     """Serves ``tree`` over FUSE; ``uid``/``gid`` own every entry."""
 
@@ -89,7 +84,7 @@ class Server(pyfuse3.Operations):
         self.uid = uid
         self.gid = gid
         self._fh = itertools.count(1)
-        self._open: dict[int, _Handle | _DirHandle] = {}
+        self._open: dict[int, _Handle] = {}
         self._held: collections.Counter[int] = collections.Counter()  # inode -> _Handles
         self._opens = itertools.count()
         self._stale: list[tuple[int, str]] = []
@@ -235,27 +230,32 @@ class Server(pyfuse3.Operations):
 
     # -- directories ------------------------------------------------------
 
+    # A directory handle is its inode: kernfs_fop_readdir() walks the live
+    # children in (hash, name) order and resumes at a position made of the
+    # next one's hash, so a listing needs no state to release, and entries
+    # added or removed during it do not shift the others.
+
     async def opendir(self, inode, ctx):
-        node = self._node(inode)
-        if not isinstance(node, Dir):
+        if not isinstance(self._node(inode), Dir):
             raise pyfuse3.FUSEError(errno.ENOTDIR)
-        fh = next(self._fh)
-        # kernfs_fop_readdir: "." and ".." first, then the children
-        dots = [(".", node), ("..", node.parent or node)]
-        self._open[fh] = _DirHandle(dots + [(child.name, child) for child in node])
-        return fh
+        return inode
+
+    def cached_opendir(self, inode: int) -> int | None:
+        """The handle of a directory, None for anything else."""
+        return inode if isinstance(self.tree.inodes.get(inode), Dir) else None
 
     async def readdir(self, fh, start_id, token):
-        handle = self._open[fh]
-        assert isinstance(handle, _DirHandle)
-        for i, (name, node) in enumerate(handle.entries[start_id:], start_id + 1):
-            if not node.attached:
+        node = self.tree.inodes.get(fh)
+        if not isinstance(node, Dir):
+            return  # removed since it was opened: nothing left to list
+        for name, child, next_id in _positions(node):
+            if next_id <= start_id:
                 continue
-            if not pyfuse3.readdir_reply(token, os.fsencode(name), self._attr(node), i):
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), self._attr(child), next_id):
                 return
 
     async def releasedir(self, fh):
-        self._open.pop(fh, None)
+        return None
 
     # -- files ------------------------------------------------------------
 
@@ -286,7 +286,23 @@ class Server(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
 
     async def read(self, fh, off, size):
-        handle = self._handle(fh)
+        try:
+            return self._read(self._handle(fh), off, size)
+        except Errno as e:
+            raise pyfuse3.FUSEError(e.errno) from None
+
+    def cached_read(self, fh: int, off: int, size: int) -> bytes | None:
+        """A READ through a stateless handle (an attribute the kernel caches
+        but does not hold: the first read, or one whose show fails);
+        None for any other handle.  Raises Errno as the READ's answer."""
+        if not fh & _STATELESS:
+            return None
+        handle = self._open.get(fh) or self._stateless_handle(fh, keep=False)
+        if handle is None:
+            raise Errno(errno.EBADF, "stale handle")
+        return self._read(handle, off, size)
+
+    def _read(self, handle: _Handle, off: int, size: int) -> bytes:
         node = handle.node
         try:
             if isinstance(node, Blob):
@@ -300,12 +316,12 @@ class Server(pyfuse3.Operations):
                     content = self._render(node, strict=True)
                 assert isinstance(content, bytes)
                 handle.content = content
-        except Errno as e:
-            raise pyfuse3.FUSEError(e.errno) from None
+        except Errno:
+            raise
         except Exception:
             self.faults += 1
             log.exception("show /%s failed", node.path())
-            raise pyfuse3.FUSEError(errno.EIO) from None
+            raise Errno(errno.EIO, "show failed") from None
         return handle.content[off:off + size]
 
     async def write(self, fh, off, buf):
@@ -493,6 +509,15 @@ class Server(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EBADF)
         return handle
 
+    def _handle_node(self, op: str, fh: int) -> Node | None:
+        """What a handle of ``op`` refers to (for messages)."""
+        if op in ("readdir", "releasedir"):
+            return self.tree.inodes.get(fh)
+        handle = self._open.get(fh)
+        if handle is None and fh & _STATELESS:
+            return self.tree.inodes.get(fh & 0xFFFFFFFF)
+        return getattr(handle, "node", None)
+
     def _stateless_handle(self, fh: int, keep: bool) -> _Handle | None:
         """A handle for a stateless ``fh``: kept (from now on released through
         the handler) for a poll, for one request otherwise.  A READ needs none:
@@ -507,6 +532,19 @@ class Server(pyfuse3.Operations):
         if keep:
             self._keep(fh, handle)
         return handle
+
+
+def _positions(node: Dir):
+    """(name, node, position of the next entry) of a listing: "." and ".."
+    at 1 and 2, then each child at its name hash (shifted, plus its rank
+    among equal hashes), in kernfs order."""
+    yield ".", node, 1
+    yield "..", node.parent or node, 2
+    last, rank = -1, 0
+    for child in node:
+        rank = rank + 1 if child.hash == last else 0
+        last = child.hash
+        yield child.name, child, (child.hash << 16 | rank) + 1
 
 
 async def _in_thread(fn: Callable[..., None], *args: object) -> None:
@@ -555,7 +593,7 @@ async def serve(server: Server, mountpoint: str, options: set[str],
     """Mount and serve until cancelled; unmounts on the way out."""
     pyfuse3.init(server, mountpoint, options)
     loop.install(pyfuse3)
-    session.tune(pyfuse3, server.stateless, server.cached_open)
+    session.tune(pyfuse3, server)
     server.mounted = True
     try:
         task_status.started()
@@ -582,8 +620,7 @@ def _context(server: Server, op: str, args: tuple) -> str:
     parts = []
     try:
         if op in ("read", "write", "flush", "fsync", "release", "readdir", "releasedir"):
-            handle = server._open.get(first)
-            node = getattr(handle, "node", None)
+            node = server._handle_node(op, first)
             parts.append(f"fh {first}" + (f" /{node.path()}" if node is not None else ""))
             if op in ("read", "write", "readdir") and len(args) > 1:
                 parts.append(f"offset {args[1]}")

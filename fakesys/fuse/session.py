@@ -13,13 +13,16 @@ through pyfuse3's handler coroutines.  Here:
   callback, and RELEASE of an inode the server holds no state for is
   answered without a handler: those are 611 requests, and pyfuse3 runs a
   coroutine for each.  An open+read+close of an attribute took 50 µs and
-  takes 28 (measured).
+  takes 28 (measured).  So are OPENDIR and a READ through such a handle
+  (the first read of an attribute, or one whose show fails, which the
+  kernel never caches); RELEASEDIR has nothing to release at all, and
+  libfuse answers it itself when the table has no entry for it.
 
 libfuse calls the filesystem through the operations table it copied from
 pyfuse3 into its session.  ``tune()`` finds pyfuse3's two module variables
 (the session and the table's template) in the symbol table of pyfuse3's
 extension module, finds the copy in the session by its content, and
-points four entries at the functions below, which call pyfuse3's own
+points its entries at the functions below, which call pyfuse3's own
 wherever they do not answer themselves.  What it relies on is libfuse's
 ABI, fixed since 3.0: the order of ``struct fuse_lowlevel_ops``, the head
 of ``struct fuse_conn_info`` and the layout of ``struct fuse_file_info``.
@@ -37,7 +40,7 @@ import errno
 import logging
 import mmap
 import struct
-from typing import Callable
+from fakesys.errors import Errno
 
 log = logging.getLogger("fakesys.fuse")
 
@@ -47,7 +50,7 @@ _FI_FLAGS, _FI_BITS, _FI_FH = 0, 4, 16      # offsets in struct fuse_file_info
 _FI_KEEP_CACHE, _FI_CACHE_READDIR = 1 << 2, 1 << 6   # in its bit field
 # indexes in struct fuse_lowlevel_ops (fuse_lowlevel.h); the first 23
 # (init .. releasedir) identify pyfuse3's table
-_INIT, _OPEN, _RELEASE, _OPENDIR, _KNOWN = 0, 14, 18, 20, 23
+_INIT, _OPEN, _READ, _RELEASE, _OPENDIR, _RELEASEDIR, _KNOWN = 0, 14, 15, 18, 20, 22, 23
 
 _c = ctypes
 # libfuse calls these: the argument types of init() and of open(),
@@ -56,17 +59,21 @@ _CONN_OP = _c.CFUNCTYPE(None, _c.c_void_p, _c.c_void_p)
 _FILE_OP = _c.CFUNCTYPE(None, _c.c_void_p, _c.c_uint64, _c.c_void_p)
 _PY_CONN_OP = _c.PYFUNCTYPE(None, _c.c_void_p, _c.c_void_p)
 _PY_FILE_OP = _c.PYFUNCTYPE(None, _c.c_void_p, _c.c_uint64, _c.c_void_p)
+_READ_OP = _c.CFUNCTYPE(None, _c.c_void_p, _c.c_uint64, _c.c_size_t, _c.c_int64, _c.c_void_p)
+_PY_READ_OP = _c.PYFUNCTYPE(None, _c.c_void_p, _c.c_uint64, _c.c_size_t, _c.c_int64, _c.c_void_p)
 
 _installed: list[object] = []  # the callbacks must outlive the session
 
 
-def tune(pyfuse3, stateless: Callable[[int], bool],
-         cached_open: Callable[[int, int], int | None]) -> bool:
-    """Install the four operations.
+def tune(pyfuse3, server) -> bool:
+    """Install the operations; ``server`` answers what they ask.
 
-    ``cached_open(ino, flags)`` gives the file handle of an open to answer
-    here (with keep_cache), or None to leave it to pyfuse3;
-    ``stateless(ino)`` says a RELEASE of ``ino`` needs no handler.
+    ``server.cached_open(ino, flags)`` gives the file handle of an open to
+    answer here (with keep_cache), or None to leave it to pyfuse3;
+    ``server.cached_read(fh, off, size)`` the bytes of a READ to answer
+    here, or None (and raises Errno for an error reply);
+    ``server.cached_opendir(ino)`` likewise the handle of a directory;
+    ``server.stateless(ino)`` says a RELEASE of ``ino`` needs no handler.
     """
     try:
         ops = _session_ops(pyfuse3.__file__)
@@ -75,12 +82,26 @@ def tune(pyfuse3, stateless: Callable[[int], bool],
         log.info("FUSE session left as pyfuse3 made it: %s", e)
         return False
     reply_err, reply_open = libfuse.fuse_reply_err, libfuse.fuse_reply_open
+    reply_buf = libfuse.fuse_reply_buf
     reply_err.argtypes = [_c.c_void_p, _c.c_int]
     reply_open.argtypes = [_c.c_void_p, _c.c_void_p]
+    reply_buf.argtypes = [_c.c_void_p, _c.c_char_p, _c.c_size_t]
     pyfuse3_init = _PY_CONN_OP(ops[_INIT])
     pyfuse3_open = _PY_FILE_OP(ops[_OPEN])
+    pyfuse3_read = _PY_READ_OP(ops[_READ])
     pyfuse3_release = _PY_FILE_OP(ops[_RELEASE])
     pyfuse3_opendir = _PY_FILE_OP(ops[_OPENDIR])
+
+    def answer_open(req: int, fi: int, fh: int, bits: int) -> None:
+        _c.c_uint64.from_address(fi + _FI_FH).value = fh
+        _c.c_uint.from_address(fi + _FI_BITS).value |= bits
+        reply_open(req, fi)
+
+    def failed(req: int, what: str, ino: int) -> None:
+        # a request must always get its answer (the server's handlers
+        # answer EIO for a fault in the same way)
+        log.exception("FUSE %s failed (inode %d)", what, ino)
+        reply_err(req, errno.EIO)
 
     def init(userdata: int, conn: int) -> None:
         pyfuse3_init(userdata, conn)
@@ -89,23 +110,30 @@ def tune(pyfuse3, stateless: Callable[[int], bool],
 
     def open_(req: int, ino: int, fi: int) -> None:
         try:
-            fh = cached_open(ino, _c.c_int.from_address(fi + _FI_FLAGS).value)
+            fh = server.cached_open(ino, _c.c_int.from_address(fi + _FI_FLAGS).value)
         except Exception:
-            # a request must always get its answer (the server's handlers
-            # answer EIO for a fault in the same way)
-            log.exception("FUSE open failed (inode %d)", ino)
-            reply_err(req, errno.EIO)
-            return
+            return failed(req, "open", ino)
         if fh is None:
             pyfuse3_open(req, ino, fi)
+        else:
+            answer_open(req, fi, fh, _FI_KEEP_CACHE)
+
+    def read(req: int, ino: int, size: int, off: int, fi: int) -> None:
+        try:
+            data = server.cached_read(_c.c_uint64.from_address(fi + _FI_FH).value, off, size)
+        except Errno as e:
+            reply_err(req, e.errno)
             return
-        _c.c_uint64.from_address(fi + _FI_FH).value = fh
-        _c.c_uint.from_address(fi + _FI_BITS).value |= _FI_KEEP_CACHE
-        reply_open(req, fi)
+        except Exception:
+            return failed(req, "read", ino)
+        if data is None:
+            pyfuse3_read(req, ino, size, off, fi)
+        else:
+            reply_buf(req, data, len(data))
 
     def release(req: int, ino: int, fi: int) -> None:
         try:
-            done = stateless(ino)
+            done = server.stateless(ino)
         except Exception:
             log.exception("FUSE release failed (inode %d)", ino)
             done = False
@@ -115,16 +143,22 @@ def tune(pyfuse3, stateless: Callable[[int], bool],
             pyfuse3_release(req, ino, fi)
 
     def opendir(req: int, ino: int, fi: int) -> None:
-        # pyfuse3 replies with the file info it was given, its fh filled in;
-        # keep_cache too: newer kernels drop the listing at an opendir without
-        _c.c_uint.from_address(fi + _FI_BITS).value |= _FI_KEEP_CACHE | _FI_CACHE_READDIR
-        pyfuse3_opendir(req, ino, fi)
+        try:
+            fh = server.cached_opendir(ino)
+        except Exception:
+            return failed(req, "opendir", ino)
+        if fh is None:
+            pyfuse3_opendir(req, ino, fi)  # its answer: ENOTDIR, ENOENT
+        else:
+            # keep_cache too: newer kernels drop the listing at an opendir without
+            answer_open(req, fi, fh, _FI_KEEP_CACHE | _FI_CACHE_READDIR)
 
-    callbacks = {_INIT: _CONN_OP(init), _OPEN: _FILE_OP(open_),
+    callbacks = {_INIT: _CONN_OP(init), _OPEN: _FILE_OP(open_), _READ: _READ_OP(read),
                  _RELEASE: _FILE_OP(release), _OPENDIR: _FILE_OP(opendir)}
     _installed[:] = callbacks.values()
     for index, callback in callbacks.items():
         ops[index] = _c.cast(callback, _c.c_void_p).value
+    ops[_RELEASEDIR] = None  # libfuse answers it: a directory handle holds nothing
     return True
 
 
@@ -138,7 +172,7 @@ def _session_ops(module_path: str) -> ctypes.Array:
         raise ValueError("pyfuse3 has no session")
     template = _c.string_at(base + symbols[ops_var], _KNOWN * 8)
     pointers = struct.unpack(f"<{_KNOWN}Q", template)
-    if not all(pointers[i] for i in (_INIT, _OPEN, _RELEASE, _OPENDIR)):
+    if not all(pointers[i] for i in (_INIT, _OPEN, _READ, _RELEASE, _OPENDIR)):
         raise ValueError("pyfuse3's operations table lacks an operation replaced here")
     # struct fuse_session: a few fields, then the table
     head = _c.string_at(session, 512)

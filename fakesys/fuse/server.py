@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import pyfuse3
 import trio
-from typing import Callable
+from typing import Callable, Iterator
 
 from fakesys.errors import Errno
 from fakesys.fuse import loop, session
@@ -534,7 +534,7 @@ class Server(pyfuse3.Operations):
         return handle
 
 
-def _positions(node: Dir):
+def _positions(node: Dir) -> Iterator[tuple[str, Node, int]]:
     """(name, node, position of the next entry) of a listing: "." and ".."
     at 1 and 2, then each child at its name hash (shifted, plus its rank
     among equal hashes), in kernfs order."""

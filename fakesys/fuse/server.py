@@ -127,16 +127,6 @@ class Server(pyfuse3.Operations):
         self._stale_dirs.add(parent.ino)
         self._version[parent.ino] = next(self._versions)
 
-    async def _flush_invalidations(self) -> None:
-        pending, self._stale = self._stale, []
-        for parent_ino, name in pending:
-            if parent_ino == 0:
-                continue
-            await _in_thread(_invalidate, parent_ino, name)
-        dirs, self._stale_dirs = self._stale_dirs - {0}, set()
-        if dirs:
-            await _in_thread(_invalidate_inodes, sorted(dirs))
-
     # -- attributes -------------------------------------------------------
 
     def _attr(self, node: Node) -> pyfuse3.EntryAttributes:
@@ -476,10 +466,14 @@ class Server(pyfuse3.Operations):
                 stale.append(ino)
                 if self._mark_pending(ino, before):
                     mine.append(ino)
+        entries = [key for key in self._stale if key[0]]
+        dirs = sorted(self._stale_dirs - {0})
+        self._stale, self._stale_dirs = [], set()
         try:
-            await self._flush_invalidations()
-            if stale and self.mounted:
-                await _in_thread(_invalidate_inodes, stale)
+            if self.mounted and (entries or dirs or stale):
+                # one thread for all: entries, the directories that held
+                # them, then the changed attributes and symlinks
+                await _in_thread(_invalidate, entries, dirs + stale)
         finally:
             for ino in mine:
                 del self._pending[ino]
@@ -554,27 +548,26 @@ async def _in_thread(fn: Callable[..., None], *args: object) -> None:
     await trio.to_thread.run_sync(fn, *args)
 
 
-def _invalidate_inodes(inodes: list[int], attr_only: bool = False) -> None:
-    # Attributes: attrs and pages; with the attrs alone, a reader holding a
-    # page-cache handle from before the change could pair a stale page with
-    # the new size (measured).  Dropping pages waits for the page lock of any
-    # READ in flight: a daemon SIGKILLed then cannot finish exiting, and its
-    # connection stays alive until `up` aborts it (runtime.abort_connection).
-    # Directories: attrs only (st_nlink).
+def _invalidate(entries: list[tuple[int, str]], inodes: list[int]) -> None:
+    """Drop dentries, then the attrs and pages of inodes: an attribute's
+    content (with the attrs alone, a reader holding a page-cache handle from
+    before the change could pair a stale page with the new size: measured),
+    a directory's listing and st_nlink, a symlink's target.  Dropping pages
+    waits for the page lock of any READ in flight: a daemon SIGKILLed then
+    cannot finish exiting, and its connection stays alive until `up` aborts
+    it (runtime.abort_connection)."""
+    for parent_ino, name in entries:
+        try:
+            pyfuse3.invalidate_entry(parent_ino, os.fsencode(name))
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EBADF):
+                log.warning("invalidate %d/%s: %s", parent_ino, name, e)
     for ino in inodes:
         try:
-            pyfuse3.invalidate_inode(ino, attr_only=attr_only)
+            pyfuse3.invalidate_inode(ino, attr_only=False)
         except OSError as e:
             if e.errno not in (errno.ENOENT, errno.EBADF):
                 log.warning("invalidate inode %d: %s", ino, e)
-
-
-def _invalidate(parent_ino: int, name: str) -> None:
-    try:
-        pyfuse3.invalidate_entry(parent_ino, os.fsencode(name))
-    except OSError as e:
-        if e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EBADF):
-            log.warning("invalidate %d/%s: %s", parent_ino, name, e)
 
 
 def mount_options(fsname: str, allow_other: bool = False) -> set[str]:

@@ -287,10 +287,7 @@ class Server(pyfuse3.Operations):
         None for any other handle.  Raises Errno as the READ's answer."""
         if not fh & _STATELESS:
             return None
-        handle = self._open.get(fh) or self._stateless_handle(fh, keep=False)
-        if handle is None:
-            raise Errno(errno.EBADF, "stale handle")
-        return self._read(handle, off, size)
+        return self._read(self._handle(fh), off, size)
 
     def _read(self, handle: _Handle, off: int, size: int) -> bytes:
         node = handle.node
@@ -500,7 +497,7 @@ class Server(pyfuse3.Operations):
         if handle is None and fh & _STATELESS:
             handle = self._stateless_handle(fh, keep)
         if not isinstance(handle, _Handle):
-            raise pyfuse3.FUSEError(errno.EBADF)
+            raise Errno(errno.EBADF, f"no open file {fh:#x}")  # the reply (_guard, cached_read)
         return handle
 
     def _handle_node(self, op: str, fh: int) -> Node | None:

@@ -183,36 +183,36 @@ def deny_module_loading() -> None:
     all it starts cannot load or unload kernel modules (EPERM).  What replay
     runs with a userland whose shell prefers its own ``modprobe`` must never
     reach the host's kernel.  A no-op where seccomp filters are unsupported."""
-    if not supported():
-        return
-    insns = module_filter()
-    arr = (_SockFilter * len(insns))(*[_SockFilter(*i) for i in insns])
-    prog = _SockFprog(len(insns), arr)
-    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or _libc.syscall(
-            ctypes.c_long(SYS_seccomp), ctypes.c_long(SECCOMP_SET_MODE_FILTER),
-            ctypes.c_long(0), ctypes.byref(prog)) != 0:
-        raise SeccompError(ctypes.get_errno(), "seccomp filter against module loading")
+    if supported():
+        _set_filter(module_filter(), 0)
 
 
 def install_listener() -> int:
     """In the calling (single-threaded) process: install the filter, return the listener fd."""
+    flags = SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+    try:
+        return _set_filter(ioctl_filter(), flags)
+    except SeccompError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        # kernel < 5.19
+        return _set_filter(ioctl_filter(), flags & ~SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV)
+
+
+def _set_filter(insns: list[tuple[int, int, int, int]], flags: int) -> int:
+    """no_new_privs, then seccomp(SET_MODE_FILTER) with ``insns``: what it returns
+    (the listener fd with FLAG_NEW_LISTENER, else 0)."""
     if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         e = ctypes.get_errno()
         raise SeccompError(e, f"PR_SET_NO_NEW_PRIVS: {os.strerror(e)}")
-    insns = ioctl_filter()
     arr = (_SockFilter * len(insns))(*[_SockFilter(*i) for i in insns])
     prog = _SockFprog(len(insns), arr)
-    flags = SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
-    while True:
-        fd = _libc.syscall(ctypes.c_long(SYS_seccomp), ctypes.c_long(SECCOMP_SET_MODE_FILTER),
-                           ctypes.c_long(flags), ctypes.byref(prog))
-        if fd >= 0:
-            return int(fd)
+    rc = _libc.syscall(ctypes.c_long(SYS_seccomp), ctypes.c_long(SECCOMP_SET_MODE_FILTER),
+                       ctypes.c_long(flags), ctypes.byref(prog))
+    if rc < 0:
         e = ctypes.get_errno()
-        if e == errno.EINVAL and flags & SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV:
-            flags &= ~SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV   # kernel < 5.19
-            continue
         raise SeccompError(e, f"seccomp(SET_MODE_FILTER): {os.strerror(e)}")
+    return int(rc)
 
 
 def trap_ioctls(control_path: str, timeout: float = 10.0) -> None:

@@ -12,6 +12,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 
+from fakesys import DEFAULT_TOPOLOGY
 from fakesys.kernel.version import NEWEST
 
 _SUFFIX = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -528,4 +529,4 @@ def load(path: str) -> Topology:
 
 def default_path() -> str:
     """The built-in default topology shipped with the package."""
-    return os.path.join(os.path.dirname(__file__), "data", "default.toml")
+    return DEFAULT_TOPOLOGY

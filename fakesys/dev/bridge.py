@@ -74,7 +74,8 @@ class IoctlBridge:
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._stopping = False
         self.after_change = None  # async callable run after a command that changed the model
-        kernel.set_chrdev_numbers(self.numbers)
+        with self.numbers.batch():
+            kernel.set_chrdev_numbers(self.numbers)
 
     # -- lifetime --------------------------------------------------------------
 

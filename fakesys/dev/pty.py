@@ -21,12 +21,14 @@ when their device goes away.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import logging
 import os
 import signal
 import struct
+from collections.abc import Iterator
 
 log = logging.getLogger("fakesys.dev")
 
@@ -48,10 +50,29 @@ class Pty:
             self.index = struct.unpack("I", fcntl.ioctl(self.master, TIOCGPTN, b"\0" * 4))[0]
             self.path = f"/dev/pts/{self.index}"
             self.rdev = os.stat(self.path).st_rdev
-            self.guard = _start_guard(self.path)
+            self.guard, self._ready = _start_guard(self.path)
         except BaseException:
             os.close(self.master)
             raise
+
+    def settle(self) -> None:
+        """Wait until the guard holds the slave as its controlling terminal.
+
+        Separate from the fork so that a daemon booting several devices
+        forks every guard first and waits once: each guard takes ~4 ms to
+        get going (copy-on-write faults of a forked Python), in parallel.
+        """
+        if self._ready < 0:
+            return
+        try:
+            ok = os.read(self._ready, 1)
+        finally:
+            os.close(self._ready)
+            self._ready = -1
+        if ok != b"1":
+            os.waitpid(self.guard, 0)
+            self.guard = 0
+            raise OSError(f"could not make {self.path} the controlling terminal of a guard")
 
     @property
     def devt(self) -> tuple[int, int]:
@@ -63,6 +84,9 @@ class Pty:
         return f"pts/{self.index}"
 
     def close(self) -> None:
+        if self._ready >= 0:
+            os.close(self._ready)
+            self._ready = -1
         if self.guard:
             try:
                 os.kill(self.guard, signal.SIGKILL)
@@ -75,8 +99,9 @@ class Pty:
             self.master = -1
 
 
-def _start_guard(path: str) -> int:
-    """Fork a process that makes ``path`` its controlling terminal and waits to be killed."""
+def _start_guard(path: str) -> tuple[int, int]:
+    """Fork a process that makes ``path`` its controlling terminal and waits
+    to be killed; returns its pid and the pipe it reports success on."""
     parent = os.getpid()
     r, w = os.pipe()
     pid = os.fork()
@@ -103,14 +128,7 @@ def _start_guard(path: str) -> int:
             pass
         os._exit(1)
     os.close(w)
-    try:
-        ok = os.read(r, 1)
-    finally:
-        os.close(r)
-    if ok != b"1":
-        os.waitpid(pid, 0)
-        raise OSError(f"could not make {path} the controlling terminal of a guard")
-    return pid
+    return pid, r
 
 
 class PtyNumbers:
@@ -125,11 +143,27 @@ class PtyNumbers:
         self._by_dev: dict[object, Pty] = {}
         self._by_rdev: dict[int, tuple[object, str]] = {}
         self._gone: dict[int, tuple[object, str]] = {}    # numbers of removed devices
+        self._batch: list[Pty] | None = None
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Claims made inside settle together at the end (see Pty.settle)."""
+        self._batch = []
+        try:
+            yield
+        finally:
+            ptys, self._batch = self._batch, None
+            for pty in ptys:
+                pty.settle()
 
     def claim(self, dev, name: str):
         if name not in self.names:
             return None
         pty = Pty(self.ptmx)
+        if self._batch is None:
+            pty.settle()
+        else:
+            self._batch.append(pty)
         self._by_dev[dev] = pty
         self._by_rdev[pty.rdev] = (dev, name)
         self._gone.pop(pty.rdev, None)

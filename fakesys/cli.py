@@ -118,10 +118,11 @@ def _pid(rd: str) -> int | None:
 def run(name: str, argv: list[str]) -> int:
     from fakesys.sandbox.namespace import run as sandbox_run
     mnt = os.path.join(runtime.rundir(name), "mnt")
-    if runtime.status(name) is None:
+    st = runtime.status(name)
+    if st is None:
         print(f"fakesys: no fake named {name!r} is up (fakesys up)", file=sys.stderr)
         return 125
-    return sandbox_run(mnt, argv)
+    return sandbox_run(mnt, argv, trap=st.get("ioctl", True))
 
 
 def cmd_up(args) -> int:

@@ -66,6 +66,22 @@ def test_boot_matches_golden_nfit(nfit_fake):
                     + sysdump.report(diffs), pytrace=False)
 
 
+def test_no_ioctl_traps_nothing(nfit_fake):
+    """Without the bridge, nothing is trapped: an O_RDWR open (trapped for the
+    dax data path when the bridge runs) reaches the kernel, and a read-only
+    attribute refuses it with EACCES as kernfs does."""
+    script = ("import errno, os\n"
+              "os.close(os.open('/dev/null', os.O_RDWR))\n"
+              "try:\n"
+              "    os.open('/sys/bus/nd/devices/ndbus0/nfit/revision', os.O_RDWR)\n"
+              "except OSError as e:\n"
+              "    print(errno.errorcode[e.errno])\n")
+    proc = subprocess.run(FAKESYS + ["run", "--name", nfit_fake, "--", sys.executable, "-c", script],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "EACCES\n"
+
+
 # ---------------------------------------------------------------- the dumper
 
 def test_dump_format(tmp_path):

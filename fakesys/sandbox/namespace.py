@@ -159,13 +159,19 @@ def trap_ioctls(mnt: str) -> None:
         print(f"fakesys run: nd ioctls will fail: {e.strerror or e}", file=sys.stderr)
 
 
-def run(mnt: str, argv: list[str]) -> int:
-    """Fork, enter the sandbox in the child, exec ``argv``; return its exit status."""
+def run(mnt: str, argv: list[str], trap: bool = True) -> int:
+    """Fork, enter the sandbox in the child, exec ``argv``; return its exit status.
+
+    ``trap``: whether the daemon serves ioctls and dax opens (not with
+    ``--no-ioctl``).  Without a daemon to answer them, the trapped syscalls
+    would fail with ENOSYS, O_RDWR opens of ``/dev/null`` included, so no
+    filter is installed at all."""
     pid = os.fork()
     if pid == 0:
         try:
             enter(mnt)
-            trap_ioctls(mnt)
+            if trap:
+                trap_ioctls(mnt)
             # modprobe asks the daemon (fakesys/data/bin/modprobe), never the host kernel
             os.environ["FAKESYS_CTL"] = os.path.join(os.path.dirname(mnt), "ctl")
             os.environ["PATH"] = BIN_DIR + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin")

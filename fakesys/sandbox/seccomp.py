@@ -220,7 +220,8 @@ def trap_ioctls(control_path: str, timeout: float = 10.0) -> None:
 
     Raises SeccompError (OSError) if that is not possible; once the filter
     is installed but the daemon refused it (or answered ``off``: it runs
-    without the bridge), trapped ioctls fail with ENOSYS.
+    without the bridge), trapped syscalls fail with ENOSYS, which is why
+    ``fakesys run`` asks the daemon's status before calling this.
     """
     if not supported():
         raise SeccompError(errno.ENOSYS, f"ioctl trapping is x86-64 only, not {platform.machine()}")

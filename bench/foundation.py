@@ -6,6 +6,9 @@
    tree on tmpfs bound over /sys (target <= 3).  Medians of all samples,
    taken in alternating blocks of five (this VM's speed drifts by tens of
    percent within a minute; separate blocks measured the drift).
+   The static copy has the fake's /dev nodes too, so that both runs print
+   the same devices (only the order of entries differs: tmpfs lists a
+   directory in another order than kernfs).
 2. One attribute's open+read+close in the same two trees (median of 5
    loops of 2000), the unit ``ndctl list`` pays ~300 times.
 3. ``fakesys up`` until the mount answers (target < 0.5 s).
@@ -16,7 +19,9 @@ Usage: .venv/bin/python bench/foundation.py [ROUNDS]
 from __future__ import annotations
 
 import os
+import json
 import shutil
+import stat
 import statistics
 import subprocess
 import sys
@@ -79,6 +84,52 @@ def copy_tree(src: str, dst: str) -> None:
                 os.chmod(out, os.stat(path).st_mode & 0o777)
 
 
+# Runs inside the fake: the entries of its /dev, for copy_dev().
+DEV_NODES = """
+import json, os, stat
+nodes = []
+for name in sorted(os.listdir("/dev")):
+    st = os.lstat("/dev/" + name)
+    if stat.S_ISLNK(st.st_mode):
+        nodes.append([name, "l", os.readlink("/dev/" + name)])
+    elif stat.S_ISCHR(st.st_mode):
+        nodes.append([name, "c", st.st_rdev, st.st_mode & 0o7777])
+    elif stat.S_ISREG(st.st_mode):
+        nodes.append([name, "f", st.st_size, st.st_mode & 0o7777])
+    elif stat.S_ISDIR(st.st_mode):
+        nodes.append([name, "d"])
+print(json.dumps(nodes))
+"""
+
+
+def copy_dev(nodes: list[list], dst: str) -> None:
+    """The fake's /dev for the static copy: the same nodes with the same
+    numbers, so that daxctl finds its dax devices there too (without them
+    it skips one and the baseline does less work than the fake).  Block
+    device stand-ins become empty sparse files of their size; directories
+    (pts, shm) stay empty, the host's are mounted over them."""
+    os.makedirs(dst)
+    for name, kind, *rest in nodes:
+        path = os.path.join(dst, name)
+        if kind == "l":
+            os.symlink(rest[0], path)
+        elif kind == "c":
+            os.mknod(path, stat.S_IFCHR | rest[1], rest[0])
+        elif kind == "f":
+            with open(path, "wb") as f:
+                f.truncate(rest[0])
+            os.chmod(path, rest[1])
+        else:
+            os.mkdir(path)
+
+
+def _printed(env: list[str]) -> list[str]:
+    """The sorted lines ``ndctl list`` prints (stderr too) in an environment."""
+    script = "import subprocess, sys; sys.exit(subprocess.run(sys.argv[1:], stderr=subprocess.STDOUT).returncode)"
+    out = subprocess.run(env + [script] + LIST, check=True, cwd=ROOT, capture_output=True, text=True).stdout
+    return sorted(out.splitlines())
+
+
 def _samples(cmd: list[str]) -> list[float]:
     out = subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, text=True).stdout
     return [float(x) for x in out.split()]
@@ -106,8 +157,12 @@ def main() -> int:
                        check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
         copy_tree(os.path.join(mnt, "sys"), os.path.join(static, "sys"))
         in_fake = FAKESYS + ["run", "--name", name, "--", sys.executable, "-c"]
+        nodes = subprocess.run(in_fake + [DEV_NODES], check=True, cwd=ROOT, capture_output=True).stdout
+        copy_dev(json.loads(nodes), os.path.join(static, "dev"))
         in_static = ["unshare", "-m", "--propagation", "private", "sh", "-c",
-                     f'mount --bind "{static}/sys" /sys && exec "$0" "$@"', sys.executable, "-c"]
+                     f'mount --bind "{static}/sys" /sys && mount --bind /dev/pts "{static}/dev/pts" && '
+                     f'mount --rbind "{static}/dev" /dev && exec "$0" "$@"', sys.executable, "-c"]
+        same = _printed(in_fake) == _printed(in_static)
         fakes: list[float] = []
         statics: list[float] = []
         for _ in range(max(1, rounds // BLOCK)):
@@ -123,6 +178,7 @@ def main() -> int:
         shutil.rmtree(state, ignore_errors=True)
     print(f"ndctl list -BDRNu -vvv: fakesys {fake * 1e3:.1f} ms, static tmpfs copy {tmpfs * 1e3:.1f} ms, "
           f"ratio {fake / tmpfs:.2f} (target <= 3; median of {rounds})")
+    print(f"  both print the same lines (in another order): {'yes' if same else 'NO: the baseline differs'}")
     print(f"one attribute's open+read+close: fakesys {attr_fake * 1e6:.1f} us, "
           f"static tmpfs copy {attr_tmpfs * 1e6:.1f} us")
     print(f"fakesys up until the mount answers: median {statistics.median(up_times) * 1e3:.0f} ms "

@@ -160,10 +160,14 @@ class PtyNumbers:
         if name not in self.names:
             return None
         pty = Pty(self.ptmx)
-        if self._batch is None:
-            pty.settle()
-        else:
+        if self._batch is not None:
             self._batch.append(pty)
+        else:
+            try:
+                pty.settle()
+            except BaseException:
+                pty.close()
+                raise
         self._by_dev[dev] = pty
         self._by_rdev[pty.rdev] = (dev, name)
         self._gone.pop(pty.rdev, None)

@@ -407,3 +407,23 @@ def test_pty_numbers_claim_and_release(machine):
     # still found, so that a file left open on the removed DIMM gets nd_ioctl's ENXIO
     assert numbers.lookup(rdev) == (nmem0, "dimmctl")
     assert not os.path.exists(f"/proc/{guard}")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/ptmx"), reason="no /dev/ptmx")
+def test_pty_numbers_batch_settles_every_guard(machine):
+    """Claims in a batch fork their guards at once; at the batch's end each
+    guard holds its pty as the controlling terminal of a session of its own."""
+    from fakesys.dev.pty import PtyNumbers
+    numbers = PtyNumbers({"dimmctl"})
+    dimms = [machine.kernel.nd.bus.devices[f"nmem{i}"] for i in range(2)]
+    try:
+        with numbers.batch():
+            claimed = [numbers.claim(dimm, "dimmctl") for dimm in dimms]
+        for dimm, ((major, minor), _target) in zip(dimms, claimed):
+            guard = numbers._by_dev[dimm].guard
+            with open(f"/proc/{guard}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            assert int(fields[4]) == os.makedev(major, minor)
+            assert int(fields[3]) == guard
+    finally:
+        numbers.close()

@@ -181,6 +181,7 @@ class CrashStats:
     torn_index_blocks: int = 0
     updating_labels: set = field(default_factory=set)   # (dimm, uuid) seen flagged UPDATING
     stale_mounts_cleaned: int = 0
+    connections_aborted: int = 0    # of a killed daemon that could not finish dying (_wait_tool)
     namespaces_checked: int = 0
     bytes_compared: int = 0
     violations: list = field(default_factory=list)
@@ -248,6 +249,31 @@ class CrashHarness:
         return "reconfigure", f"ndctl create-namespace -f -e {ns['dev']} -m {mode}", \
             {"uuid": u, "mode": MODES[mode], "old": ns["mode"], "size": ns["size"]}
 
+    def _wait_tool(self, proc: subprocess.Popen, command: str) -> None:
+        """Wait for the tool, as a user would for a tool whose fake crashed.
+
+        A daemon killed while it invalidates a page that the tool's READ holds
+        locked cannot finish dying (server._invalidate): its connection stays
+        alive and the READ unanswered until the connection is aborted, which
+        `fakesys down` and `up` do for a dead daemon's mount.  So after 10 s
+        with no daemon answering, the harness aborts it as they would.
+        """
+        try:
+            proc.communicate(timeout=10)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        if runtime.status(self.name) is None:
+            mnt = os.path.join(runtime.rundir(self.name), "mnt")
+            if runtime.abort_connection(mnt):
+                self.stats.connections_aborted += 1
+        try:
+            proc.communicate(timeout=110)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            self._violate(f"{command}: the tool hung after the daemon died")
+
     def observe(self) -> tuple[dict, dict, dict]:
         live = namespaces(self.name)
         areas = label_areas(self.topology, self.state)
@@ -274,12 +300,7 @@ class CrashHarness:
                 sent = True
             except ProcessLookupError:
                 pass
-        try:
-            proc.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            self._violate(f"{command}: the tool hung after the daemon died")
+        self._wait_tool(proc, command)
         elapsed = time.monotonic() - t0
         # a SIGKILLed daemon may take a while to be gone (unmapping its media)
         killed = sent or not runtime.alive(pid) or runtime.status(self.name) is None
@@ -397,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     st = run(args.kills, args.seed, args.topology, args.verbose)
     print(f"rounds {st.rounds}, kills {st.kills} ({st.kills_mid_op} hit a running tool), "
           f"by operation {dict(st.by_op)}")
-    print(f"reboots after a kill: {st.kills}, stale mounts cleaned {st.stale_mounts_cleaned}")
+    print(f"reboots after a kill: {st.kills}, stale mounts cleaned {st.stale_mounts_cleaned}, "
+          f"connections of a stuck daemon aborted {st.connections_aborted}")
     print(f"untouched namespaces checked {st.namespaces_checked} ({st.bytes_compared >> 20} MiB compared), "
           f"torn index blocks {st.torn_index_blocks}, labels left UPDATING {len(st.updating_labels)}")
     print("target states: " + ", ".join(f"{k} {v}" for k, v in sorted(st.outcomes.items())))

@@ -386,6 +386,13 @@ def test_installed_numbers_move_dev_uevent_links_and_nodes(machine):
 # -- pty-backed numbers (the daemon's provider) ---------------------------------------------
 
 
+def _session_and_tty(pid: int) -> tuple[int, int]:
+    """The session id and controlling tty (tty_nr) of a process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[3]), int(fields[4])
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/ptmx"), reason="no /dev/ptmx")
 def test_pty_numbers_claim_and_release(machine):
     from fakesys.dev.pty import PtyNumbers
@@ -399,10 +406,7 @@ def test_pty_numbers_claim_and_release(machine):
     assert (os.major(rdev), os.minor(rdev)) == (major, minor)
     assert numbers.lookup(rdev) == (nmem0, "dimmctl")
     guard = numbers._by_dev[nmem0].guard
-    with open(f"/proc/{guard}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    assert int(fields[4]) == rdev                       # tty_nr: the guard's controlling tty
-    assert int(fields[3]) == guard                      # and it leads its own session
+    assert _session_and_tty(guard) == (guard, rdev)    # leads its own session, the pty its tty
     numbers.release(nmem0)
     # still found, so that a file left open on the removed DIMM gets nd_ioctl's ENXIO
     assert numbers.lookup(rdev) == (nmem0, "dimmctl")
@@ -421,9 +425,6 @@ def test_pty_numbers_batch_settles_every_guard(machine):
             claimed = [numbers.claim(dimm, "dimmctl") for dimm in dimms]
         for dimm, ((major, minor), _target) in zip(dimms, claimed):
             guard = numbers._by_dev[dimm].guard
-            with open(f"/proc/{guard}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            assert int(fields[4]) == os.makedev(major, minor)
-            assert int(fields[3]) == guard
+            assert _session_and_tty(guard) == (guard, os.makedev(major, minor))
     finally:
         numbers.close()

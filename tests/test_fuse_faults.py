@@ -95,7 +95,8 @@ async def test_faults_cost_one_request(tmp_path, caplog):
             assert _read(mnt / "dev1/other") == "other\n"
             assert os.listdir(mnt / "dev1") == ["other"]
         await trio.to_thread.run_sync(recovered)
-        assert server.faults >= 5  # show (stat, read), store, lookup, readdir
+        # show (at stat; the read may get its EIO from the front), store, lookup, readdir
+        assert server.faults >= 4
         nursery.cancel_scope.cancel()
 
     text = caplog.text

@@ -10,6 +10,7 @@ poll on a cached attribute still sees a notify.
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import os
 import select
@@ -18,9 +19,10 @@ import pytest
 import trio
 
 from conftest import needs_root
-from fakesys.fuse import session
+from fakesys.errors import Errno
+from fakesys.fuse import front, session
 from fakesys.fuse.server import Server, mount_options, serve
-from fakesys.sysfs.kernfs import File, Link, Tree
+from fakesys.sysfs.kernfs import Dir, File, Link, Tree
 
 pytestmark = needs_root
 
@@ -86,8 +88,10 @@ async def test_cached_links_listings_and_closes(tmp_path):
         assert calls["readlink"] == 1
         assert calls["readdir"] in (1, 2)  # one listing (and its end)
         listing_reads = calls["readdir"]
-        # the cached attribute's opens and closes never reached a handler
+        # the cached attribute's opens and closes never reached a handler,
+        # nor pyfuse3: the front answered them (and the directories' opens)
         assert calls["open"] == calls["release"] == 0
+        assert server.front_counts()["answered"] >= 20
         assert not server._open and server.stateless(tree.root.walk("bus/dev0/size").ino)
 
         # changes: a new entry, a link retargeted in place, a written attribute
@@ -106,6 +110,17 @@ async def test_cached_links_listings_and_closes(tmp_path):
         # the write had a handle with state: released through the handler
         await _settled(lambda: calls["release"] == 1)
         assert calls["open"] == calls["release"] == 1 and not server._open
+
+        # a written attribute is read directly from now on: the front opens
+        # it and answers its READs from the content rendered last
+        answered = server.front_counts()["answered"]
+
+        def read_written() -> None:
+            for _ in range(5):
+                assert _read(dev / "state") == "idle\n"
+        await trio.to_thread.run_sync(read_written)
+        assert calls["open"] == 1
+        assert server.front_counts()["answered"] >= answered + 14  # 5 opens, 4+ reads, 5 closes
         nursery.cancel_scope.cancel()
 
 
@@ -164,7 +179,7 @@ async def test_untuned_session_serves_the_same(tmp_path, monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="fakesys.fuse")
     def missing(path):
         raise LookupError("no symbol (stripped?)")
-    monkeypatch.setattr(session, "_session_ops", missing)
+    monkeypatch.setattr(session, "_pointers", missing)
     tree = _tree()
     mnt = tmp_path / "mnt"
     async with trio.open_nursery() as nursery:
@@ -190,3 +205,130 @@ def test_symbols_of_this_pyfuse3():
     assert symbols["__pyx_v_7pyfuse3_session"] > 0
     with pytest.raises(LookupError):
         session._static_symbols(pyfuse3.__file__, ("no_such_symbol",))
+
+
+def test_the_front_is_built():
+    """scripts/bootstrap builds front.c (setup.py): without it every open and
+    close is a round trip through pyfuse3."""
+    assert front.library_path() is not None
+
+
+class _Table:
+    """What a front would hold: the entries and contents the server publishes."""
+
+    def __init__(self) -> None:
+        self.entries: dict[int, int] = {}
+        self.contents: dict[int, bytes | int] = {}
+
+    def publish(self, ino: int, entry: int) -> None:
+        self.entries[ino] = entry
+
+    def set_content(self, ino: int, content: bytes | int | None) -> None:
+        if content is None:
+            self.contents.pop(ino, None)
+        else:
+            self.contents[ino] = content
+
+
+def _answers(server: Server, tree: Tree) -> dict[int, int]:
+    """The entries the front must hold: what the server's own callbacks
+    answer for each inode, and each attribute's notify count."""
+    want = {}
+    for ino, node in tree.inodes.items():
+        entry = front.RELEASE if server.stateless(ino) else 0
+        if server.cached_opendir(ino) is not None:
+            entry |= front.DIR
+        if server.cached_open(ino, os.O_RDONLY) is not None:
+            entry |= front.OPEN
+        elif isinstance(node, File) and node.mode & 0o444:
+            entry |= front.DIRECT  # changed: read directly
+        if isinstance(node, File):
+            entry |= (node.event & 0x7FFF) << front.EVENT_SHIFT
+        want[ino] = entry
+    return want
+
+
+def _contents(server: Server, tree: Tree) -> dict[int, bytes | int]:
+    """The contents the front must answer READs with: what the kernel may
+    cache (the last rendering), which is what each show gives now (or its
+    errno): every change so far was revalidated."""
+    want: dict[int, bytes | int] = {}
+    for ino, content in server._served.items():
+        if ino not in tree.inodes:
+            continue  # gone: forgotten at the next revalidation
+        want[ino] = content if isinstance(content, bytes) else content.errno
+        try:
+            assert want[ino] == tree.inodes[ino].read()
+        except Errno as e:
+            assert want[ino] == e.errno
+    return want
+
+
+def _fails() -> str:
+    raise Errno(errno.ENXIO, "no such device")
+
+
+async def test_the_front_table_follows_every_change():
+    tree = _tree()
+    value = {"size": "4096\n"}
+    size = tree.root.walk("bus/dev0/size")
+    size.show = lambda: value["size"]
+    server = Server(tree, uid=os.getuid(), gid=os.getgid())
+    table = _Table()
+    server.attach_front(table)
+
+    def exact() -> None:
+        live = {ino: e for ino, e in table.entries.items() if ino in tree.inodes}
+        assert live == _answers(server, tree)
+        # a removed inode answers nothing (inode numbers are never reused)
+        assert all(not e for ino, e in table.entries.items() if ino not in tree.inodes)
+        assert table.contents == _contents(server, tree)
+    exact()
+    dev = tree.root.walk("bus/dev0")
+    size = dev.get("size")
+    power = Dir("power")
+    power.add(File("control", 0o644, lambda: "auto\n", lambda data: None))
+    dev.add(power)                       # a subtree at once
+    exact()
+    dev.remove("power")
+    exact()
+    size.notify()                        # new handles start from the new count
+    exact()
+    await server.getattr(size.ino, None)  # its size: rendered, so published
+    assert table.contents[size.ino] == b"4096\n"
+    exact()
+    fh = server.cached_open(size.ino, os.O_RDONLY)
+    await server.poll(size.ino, fh, None, None)   # the poll gives the handle state
+    assert table.entries[size.ino] & front.RELEASE == 0
+    exact()
+    await server.release(fh)
+    exact()
+    state = dev.get("state")
+    info = await server.open(state.ino, os.O_WRONLY, None)
+    await server.write(info.fh, 0, b"busy\n")   # written: no cached opens any more
+    assert table.entries[state.ino] & front.OPEN == 0
+    exact()
+    await server.release(info.fh)
+    exact()
+    value["size"] = "8192\n"             # a change the next revalidation finds
+    await server.changed()
+    assert size.ino not in table.contents and table.entries[size.ino] & front.DIRECT
+    exact()
+    failing = File("bad", 0o444, _fails)
+    dev.add(failing)
+    await server.getattr(failing.ino, None)
+    assert table.contents[failing.ino] == errno.ENXIO
+    exact()
+    dev.remove("bad")
+    assert failing.ino == 0 and table.contents == _contents(server, tree)
+
+
+async def test_an_unmount_from_outside_ends_the_session(tmp_path):
+    tree = _tree()
+    mnt = tmp_path / "mnt"
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            server = await _serving(nursery, tree, mnt)
+            assert await trio.to_thread.run_sync(_read, mnt / "bus/dev0/size") == "4096\n"
+            await trio.run_process(["umount", str(mnt)])
+    assert not os.path.ismount(mnt)

@@ -41,7 +41,7 @@ import trio
 from typing import Callable, Iterator
 
 from fakesys.errors import Errno
-from fakesys.fuse import loop, session
+from fakesys.fuse import front, loop, session
 from fakesys.sysfs.kernfs import Blob, DeviceNode, Dir, File, Link, Node, Tree
 
 log = logging.getLogger("fakesys.fuse")
@@ -53,11 +53,16 @@ log = logging.getLogger("fakesys.fuse")
 # (ndctl list after 5 s idle: 1,095 requests instead of 789).
 ENTRY_TIMEOUT = 300.0
 MAX_TASKS = 64
-_ERROR = object()  # marks content whose show failed
 # a stateless handle: this bit, the attribute's notify count at open (15
 # bits) and an open count (16 bits, keeping concurrent opens apart), inode
 _STATELESS = 1 << 63
 _EVENT_BITS = 0x7FFF
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """Content whose show failed: what a READ of it answers."""
+    errno: int
 
 
 @dataclass
@@ -91,12 +96,12 @@ class Server(pyfuse3.Operations):
         self._stale_dirs: set[int] = set()
         self._negative: set[tuple[int, str]] = set()
         # attribute inodes whose content the kernel may cache -> that content
-        self._served: dict[int, bytes | object] = {}
+        self._served: dict[int, bytes | _Failed] = {}
         # symlink inodes whose target the kernel may cache -> that target
         self._targets: dict[int, bytes] = {}
         # attributes whose content changed and whose invalidation has not
         # completed yet -> (the content and version the kernel may hold)
-        self._pending: dict[int, tuple[bytes | object, int]] = {}
+        self._pending: dict[int, tuple[bytes | _Failed, int]] = {}
         # entries carry the mount's time as sysfs carries the boot's
         self._epoch = time.time_ns()
         # content version of each attribute, and listing version of each
@@ -106,8 +111,10 @@ class Server(pyfuse3.Operations):
         self.mounted = False
         self._polls: dict[int, pyfuse3.PollHandle] = {}  # fh -> handle of a waiting poll
         self._pending_notify: set[int] = set()
+        self._front: front.Front | None = None
         tree.listeners.append(self._changed)
         tree.poll_listeners.append(self._notified)
+        tree.inode_listeners.append(self._inode_changed)
 
     # -- invalidation -----------------------------------------------------
 
@@ -125,7 +132,7 @@ class Server(pyfuse3.Operations):
         # invalidation; it was started under the old mtime, and the reader
         # at the next opendir compares mtimes and drops it.
         self._stale_dirs.add(parent.ino)
-        self._version[parent.ino] = next(self._versions)
+        self._bump(parent.ino)
 
     # -- attributes -------------------------------------------------------
 
@@ -170,7 +177,8 @@ class Server(pyfuse3.Operations):
                 # that current (a readdirplus would otherwise run every show)
                 content = self._served.get(node.ino)
                 if content is None:
-                    content = self._render(node) if node.mode & 0o444 and node.show else _ERROR
+                    content = (self._render(node) if node.mode & 0o444 and node.show
+                               else _Failed(errno.EIO))
                 version = self._version.get(node.ino, 0)
             a.st_size = len(content) if isinstance(content, bytes) else node.size
             a.st_mtime_ns = a.st_ctime_ns = a.st_atime_ns = self._epoch + version
@@ -343,17 +351,27 @@ class Server(pyfuse3.Operations):
             self._held[handle.node.ino] -= 1
             if not self._held[handle.node.ino]:
                 del self._held[handle.node.ino]  # its RELEASEs need no handler again
+                self._publish(handle.node)
         self._polls.pop(fh, None)
 
     def cached_open(self, inode: int, flags: int) -> int | None:
         """The stateless handle of a read-only open of an unchanged
         attribute, which the kernel caches; None for any other open."""
         node = self.tree.inodes.get(inode)
-        if (type(node) is File and flags & os.O_ACCMODE == os.O_RDONLY
-                and node.mode & 0o444 and inode not in self._version and inode >> 32 == 0):
+        if flags & os.O_ACCMODE == os.O_RDONLY and self._cacheable(node):
+            # open counts with the top bit set are the front's
             return (_STATELESS | (node.event & _EVENT_BITS) << 48
-                    | (next(self._opens) & 0xFFFF) << 32 | inode)
+                    | (next(self._opens) & 0x7FFF) << 32 | inode)
         return None
+
+    def _cacheable(self, node: Node | None) -> bool:
+        """An attribute whose opens are cached: readable, never changed."""
+        return self._readable(node) and node.ino not in self._version
+
+    @staticmethod
+    def _readable(node: Node | None) -> bool:
+        """An attribute a stateless handle can read (its inode fits one)."""
+        return type(node) is File and bool(node.mode & 0o444) and node.ino >> 32 == 0
 
     def stateless(self, inode: int) -> bool:
         """No handle of ``inode`` holds state: a RELEASE of it has nothing to do."""
@@ -362,6 +380,8 @@ class Server(pyfuse3.Operations):
     def _keep(self, fh: int, handle: _Handle) -> None:
         self._open[fh] = handle
         self._held[handle.node.ino] += 1
+        if self._held[handle.node.ino] == 1:
+            self._publish(handle.node)  # its RELEASEs come here from now on
 
     async def poll(self, inode, fh, poll_handle, ctx):
         """kernfs_generic_poll(): POLLERR|POLLPRI once the attribute was
@@ -377,6 +397,7 @@ class Server(pyfuse3.Operations):
     def _notified(self, node: File) -> None:
         # delivered by the next _revalidate(), once stale contents are gone
         self._pending_notify.add(node.ino)
+        self._publish(node)  # the count new handles start from
 
     def _wake_pollers(self) -> None:
         pending, self._pending_notify = self._pending_notify, set()
@@ -390,25 +411,37 @@ class Server(pyfuse3.Operations):
 
     # -- the content cache ---------------------------------------------------
 
-    def _render(self, node: File, strict: bool = False) -> bytes | object:
+    def _render(self, node: File, strict: bool = False) -> bytes | _Failed:
         """Render an attribute and remember what the kernel may now cache."""
         try:
-            content = node.read()
-        except Errno:
-            self._served[node.ino] = _ERROR
+            content: bytes | _Failed = node.read()
+        except Errno as e:
+            self._serve(node.ino, _Failed(e.errno))
             if strict:
                 raise
-            return _ERROR
+            return _Failed(e.errno)
         except Exception:
             # a crashing show: the read reports EIO (and logs); stat still works
-            self._served[node.ino] = _ERROR
+            self._serve(node.ino, _Failed(errno.EIO))
             if strict:
                 raise
             self.faults += 1
             log.exception("show /%s failed", node.path())
-            return _ERROR
-        self._served[node.ino] = content
+            return _Failed(errno.EIO)
+        self._serve(node.ino, content)
         return content
+
+    def _serve(self, ino: int, content: bytes | _Failed) -> None:
+        """What the kernel may now cache of ``ino``, and the front answer."""
+        self._served[ino] = content
+        if self._front is not None:
+            self._front.set_content(ino, content if isinstance(content, bytes) else content.errno)
+
+    def _unserve(self, ino: int) -> bytes | _Failed | None:
+        """Forget what ``ino`` showed (it changed): READs come here again."""
+        if self._front is not None:
+            self._front.set_content(ino, None)
+        return self._served.pop(ino, None)
 
     async def changed(self) -> None:
         """Call after the model changed outside a write (ioctl, control)."""
@@ -437,10 +470,10 @@ class Server(pyfuse3.Operations):
         mine = []  # the pending marks this call sets, and clears once invalidated
         for ino in extra:
             stale.append(ino)
-            if self._mark_pending(ino, self._served.pop(ino, None)):
+            if self._mark_pending(ino, self._unserve(ino)):
                 mine.append(ino)
             elif ino not in self._pending:
-                self._version[ino] = next(self._versions)  # written: read directly from now on
+                self._bump(ino)  # written: read directly from now on
         for ino, target in list(self._targets.items()):
             node = self.tree.inodes.get(ino)
             if not isinstance(node, Link) or os.fsencode(node.readlink()) != target:
@@ -449,17 +482,17 @@ class Server(pyfuse3.Operations):
         for ino, before in list(self._served.items()):
             node = self.tree.inodes.get(ino)
             if not isinstance(node, File):
-                del self._served[ino]
+                self._unserve(ino)
                 continue
             try:
-                now: bytes | object = node.read()
-            except Errno:
-                now = _ERROR
+                now: bytes | _Failed = node.read()
+            except Errno as e:
+                now = _Failed(e.errno)
             except Exception:
                 log.exception("show %s failed", node.path())
-                now = _ERROR
+                now = _Failed(errno.EIO)
             if now is not before and now != before:
-                del self._served[ino]
+                self._unserve(ino)
                 stale.append(ino)
                 if self._mark_pending(ino, before):
                     mine.append(ino)
@@ -477,12 +510,54 @@ class Server(pyfuse3.Operations):
         if self._pending_notify:
             self._wake_pollers()
 
-    def _mark_pending(self, ino: int, before: bytes | object | None) -> bool:
+    def _mark_pending(self, ino: int, before: bytes | _Failed | None) -> bool:
         if before is None or ino in self._pending:
             return False  # the kernel holds nothing of it / already pending
         self._pending[ino] = (before, self._version.get(ino, 0))
-        self._version[ino] = next(self._versions)
+        self._bump(ino)
         return True
+
+    def _bump(self, ino: int) -> None:
+        """A new content (listing) version: never cached from an open again."""
+        self._version[ino] = next(self._versions)
+        self._publish(self.tree.inodes.get(ino))
+
+    # -- the front (front.c) ---------------------------------------------------
+
+    def attach_front(self, front_: front.Front | None) -> None:
+        """Answer through ``front_`` from now on (None: no longer)."""
+        self._front = front_
+        if front_ is not None:
+            for node in self.tree.inodes.values():
+                self._publish(node)
+
+    def _publish(self, node: Node | None) -> None:
+        """Tell the front what cached_open(), stateless() and cached_opendir()
+        answer for ``node`` now (and its notify count, for its handles)."""
+        if self._front is None or node is None:
+            return
+        entry = 0 if node.ino in self._held else front.RELEASE
+        if isinstance(node, Dir):
+            entry |= front.DIR
+        elif isinstance(node, File):
+            entry |= (node.event & _EVENT_BITS) << front.EVENT_SHIFT
+            if self._readable(node):
+                entry |= front.DIRECT if node.ino in self._version else front.OPEN
+        self._front.publish(node.ino, entry)
+
+    def front_counts(self) -> dict[str, int] | None:
+        """Requests the front answered and handed on (None: no front)."""
+        if self._front is None:
+            return None
+        answered, queued = self._front.counts()
+        return {"answered": answered, "queued": queued}
+
+    def _inode_changed(self, node: Node, attached: bool) -> None:
+        if attached:
+            self._publish(node)
+        elif self._front is not None:
+            self._front.publish(node.ino, 0)
+            self._front.set_content(node.ino, None)
 
     # -- helpers ----------------------------------------------------------
 
@@ -582,8 +657,13 @@ async def serve(server: Server, mountpoint: str, options: set[str],
                 task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Mount and serve until cancelled; unmounts on the way out."""
     pyfuse3.init(server, mountpoint, options)
-    loop.install(pyfuse3)
+    reader = front.start(pyfuse3)
+    if reader is not None:
+        loop.install(pyfuse3, reader.wake_fd, lambda events: reader.ended())
+    else:
+        loop.install(pyfuse3)
     session.tune(pyfuse3, server)
+    server.attach_front(reader)
     server.mounted = True
     try:
         task_status.started()
@@ -594,6 +674,9 @@ async def serve(server: Server, mountpoint: str, options: set[str],
         await pyfuse3.main(min_tasks=1, max_tasks=MAX_TASKS)
     finally:
         server.mounted = False
+        if reader is not None:
+            server.attach_front(None)
+            reader.stop()
         pyfuse3.close(unmount=True)
 
 

@@ -162,15 +162,28 @@ def tune(pyfuse3, server) -> bool:
     return True
 
 
-def _session_ops(module_path: str) -> ctypes.Array:
-    """libfuse's copy of pyfuse3's operations table, in its session."""
-    session_var, ops_var = "__pyx_v_7pyfuse3_session", "__pyx_v_7pyfuse3_fuse_ops"
-    symbols = _static_symbols(module_path, (session_var, ops_var))
+_SESSION_VAR, _OPS_VAR = "__pyx_v_7pyfuse3_session", "__pyx_v_7pyfuse3_fuse_ops"
+
+
+def session_pointer(module_path: str) -> int:
+    """pyfuse3's ``struct fuse_session *`` (raises LookupError, ValueError)."""
+    return _pointers(module_path)[0]
+
+
+def _pointers(module_path: str) -> tuple[int, int]:
+    """Addresses of pyfuse3's session and of its operations table's template."""
+    symbols = _static_symbols(module_path, (_SESSION_VAR, _OPS_VAR))
     base = _load_base(module_path)
-    session = _c.c_void_p.from_address(base + symbols[session_var]).value
+    session = _c.c_void_p.from_address(base + symbols[_SESSION_VAR]).value
     if not session:
         raise ValueError("pyfuse3 has no session")
-    template = _c.string_at(base + symbols[ops_var], _KNOWN * 8)
+    return session, base + symbols[_OPS_VAR]
+
+
+def _session_ops(module_path: str) -> ctypes.Array:
+    """libfuse's copy of pyfuse3's operations table, in its session."""
+    session, ops = _pointers(module_path)
+    template = _c.string_at(ops, _KNOWN * 8)
     pointers = struct.unpack(f"<{_KNOWN}Q", template)
     if not all(pointers[i] for i in (_INIT, _OPEN, _READ, _RELEASE, _OPENDIR)):
         raise ValueError("pyfuse3's operations table lacks an operation replaced here")

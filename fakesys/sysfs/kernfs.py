@@ -269,16 +269,22 @@ class Tree:
         self._next_ino = self.ROOT_INO + 1
         self.listeners: list[Listener] = []
         self.poll_listeners: list[Callable[["File"], None]] = []
+        # told of each node that gains (True) or loses (False) its inode
+        self.inode_listeners: list[Callable[[Node, bool], None]] = []
 
     def _attach(self, node: Node) -> None:
         node.ino = self._next_ino
         self._next_ino += 1
         self.inodes[node.ino] = node
+        for listener in self.inode_listeners:
+            listener(node, True)
         if isinstance(node, Dir):
             for child in node.children.values():
                 self._attach(child)
 
     def _detach(self, node: Node) -> None:
+        for listener in self.inode_listeners:
+            listener(node, False)
         self.inodes.pop(node.ino, None)
         node.ino = 0
         if isinstance(node, Dir):

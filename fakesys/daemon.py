@@ -80,7 +80,8 @@ async def _control(rundir: str, machine: Machine, cancel: trio.CancelScope, topo
             elif cmd == "status":
                 reply = {"pid": os.getpid(), "mnt": os.path.join(rundir, "mnt"),
                          "topology": topology_path, "state": state,
-                         "kernel": str(machine.kernel.version), "ioctl": bridge is not None}
+                         "kernel": str(machine.kernel.version), "ioctl": bridge is not None,
+                         "fuse_front": server.front_counts() if server else None}
                 await stream.send_all(json.dumps(reply).encode() + b"\n")
             elif cmd in ("check", "check crash", "snapshot"):
                 # the model's invariants / what each attribute shows now (tests, harnesses)
@@ -114,6 +115,14 @@ async def _control(rundir: str, machine: Machine, cancel: trio.CancelScope, topo
         await nursery.start(trio.serve_listeners, handle, [listener])
 
 
+async def _serve(server: Server, mnt: str, options: set[str], cancel: trio.CancelScope,
+                 task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Serve until stopped; a mount gone from outside (umount) stops the daemon."""
+    await serve(server, mnt, options, task_status=task_status)
+    log.warning("%s was unmounted from outside: stopping", mnt)
+    cancel.cancel()
+
+
 async def _main(args: argparse.Namespace) -> None:
     topology = load(args.topology)
     machine = Machine(topology, args.state)
@@ -135,7 +144,8 @@ async def _main(args: argparse.Namespace) -> None:
     with trio.CancelScope() as cancel:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
-                await nursery.start(serve, server, mnt, mount_options(f"fakesys-{args.name}"))
+                await nursery.start(_serve, server, mnt, mount_options(f"fakesys-{args.name}"),
+                                    cancel)
                 nursery.start_soon(partial(_control, server=server), rundir, machine, cancel, args.topology,
                                    args.state, bridge, power)
                 nursery.start_soon(run_timers, machine.kernel, server)

@@ -1,5 +1,5 @@
 """Clean shutdown: ``fakesys down``, SIGTERM and SIGINT unmount, flush and
-exit; a mount left by a killed daemon is detected and cleaned by the next
+exit, as an unmount from outside makes the daemon flush and exit; a mount left by a killed daemon is detected and cleaned by the next
 ``up`` on the same name, which then works."""
 
 from __future__ import annotations
@@ -47,12 +47,14 @@ def _stopped_cleanly(fake, pid: int) -> None:
         assert f.read().rstrip().endswith("stopped")
 
 
-@pytest.mark.parametrize("how", ["down", "SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("how", ["down", "SIGTERM", "SIGINT", "umount"])
 def test_stop_unmounts_flushes_and_exits(fake, how):
     ns = fake.json("ndctl create-namespace -r region1 -m fsdax -s 32M")
     pid = _pid(fake)
     if how == "down":
         fake.down()
+    elif how == "umount":  # from outside: the daemon has nothing left to serve
+        subprocess.run(["umount", fake.mnt], check=True)
     else:
         os.kill(pid, getattr(signal, how))
     _stopped_cleanly(fake, pid)

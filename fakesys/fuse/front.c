@@ -120,19 +120,13 @@ static int queue(struct front *f, const char *mem, size_t size, int error)
 	return 0;
 }
 
-static void reply(struct front *f, uint64_t unique, const void *arg, size_t size)
+/* Answer request ``unique`` with ``size`` bytes, or with an errno. */
+static void reply(struct front *f, uint64_t unique, int error, const void *arg, size_t size)
 {
-	struct fuse_out_header out = { sizeof(out) + size, 0, unique };
+	struct fuse_out_header out = { sizeof(out) + size, -error, unique };
 	struct iovec iov[2] = { { &out, sizeof(out) }, { (void *)arg, size } };
-	/* an error (ENOENT: the request was interrupted) has no one to tell */
+	/* a failure (ENOENT: the request was interrupted) has no one to tell */
 	(void)!writev(f->fd, iov, size ? 2 : 1);
-	f->answered++;
-}
-
-static void reply_error(struct front *f, uint64_t unique, int error)
-{
-	struct fuse_out_header out = { sizeof(out), -error, unique };
-	(void)!write(f->fd, &out, sizeof(out));
 	f->answered++;
 }
 
@@ -142,7 +136,7 @@ static void reply_open(struct front *f, uint64_t unique, uint64_t fh, uint32_t f
 	memset(&arg, 0, sizeof(arg));
 	arg.fh = fh;
 	arg.open_flags = flags;
-	reply(f, unique, &arg, sizeof(arg));
+	reply(f, unique, 0, &arg, sizeof(arg));
 }
 
 /* A READ through a handle without state, from the published content. */
@@ -168,10 +162,7 @@ static int answer_read(struct front *f, const struct fuse_in_header *in,
 	pthread_mutex_unlock(&f->content_lock);
 	if (!known)
 		return 0;
-	if (error)
-		reply_error(f, in->unique, error);
-	else
-		reply(f, in->unique, data, n);
+	reply(f, in->unique, error, data, n);
 	return 1;
 }
 
@@ -209,7 +200,7 @@ static int answer(struct front *f, const char *mem, size_t size)
 		if (size < sizeof(*in) + sizeof(*release) || !(entry & INODE_RELEASE) ||
 		    !(release->fh & STATELESS))
 			return 0;
-		reply(f, in->unique, NULL, 0);
+		reply(f, in->unique, 0, NULL, 0);
 		return 1;
 	}
 	case FUSE_OPENDIR:
@@ -219,7 +210,7 @@ static int answer(struct front *f, const char *mem, size_t size)
 		reply_open(f, in->unique, in->nodeid, FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR);
 		return 1;
 	case FUSE_RELEASEDIR:  /* a directory handle holds nothing */
-		reply(f, in->unique, NULL, 0);
+		reply(f, in->unique, 0, NULL, 0);
 		return 1;
 	case FUSE_FORGET:      /* no reply; the server keeps no lookup counts */
 	case FUSE_BATCH_FORGET:

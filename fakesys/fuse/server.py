@@ -19,8 +19,10 @@ files and symlinks, never what they mean.  What it guarantees:
 Most opens are of attributes the kernel caches.  They get a *stateless*
 handle, which encodes the inode (and what a poll needs) instead of
 naming an entry of ``_open``: nothing has to be released when they
-close, so session.py answers their OPEN and RELEASE without a handler.
-A POLL on one gives it state, and RELEASEs of its inode come here again.
+close, so the front (front.py) answers their OPEN and RELEASE, and READs
+of what was rendered last, without Python (session.py does without a
+handler where there is no front).  A POLL on one gives it state, and
+RELEASEs of its inode come here again.
 """
 
 from __future__ import annotations
@@ -530,10 +532,15 @@ class Server(pyfuse3.Operations):
         if front_ is not None:
             for node in self.tree.inodes.values():
                 self._publish(node)
+            for ino, content in self._served.items():
+                self._serve(ino, content)
 
     def _publish(self, node: Node | None) -> None:
-        """Tell the front what cached_open(), stateless() and cached_opendir()
-        answer for ``node`` now (and its notify count, for its handles)."""
+        """Tell the front how to answer for ``node`` now: what cached_open(),
+        stateless() and cached_opendir() answer, that a read-only open of a
+        changed attribute may be stateless too (read directly: open() keeps
+        a handle only for the writer's pid and a poll's state, which come
+        here anyway), and the notify count its new handles start from."""
         if self._front is None or node is None:
             return
         entry = 0 if node.ino in self._held else front.RELEASE

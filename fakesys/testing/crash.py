@@ -146,6 +146,19 @@ def namespace_media(areas: dict[str, dict]) -> dict[str, str]:
     return out
 
 
+def _ranges_of(u: str, areas0: dict, areas: dict) -> str:
+    """Where namespace ``u`` lay before, and which labels now overlap it
+    (what a media violation needs to be understood)."""
+    mine = [(dimm, l.dpa, l.rawsize) for dimm, a in areas0.items()
+            for l in a["labels"] if str(l.uuid) == u]
+    over = [f"{l.uuid}@{dimm}:{l.dpa:#x}+{l.rawsize:#x}" for dimm, a in areas.items()
+            for l in a["labels"] if str(l.uuid) != u and any(
+                d == dimm and l.dpa < dpa + size and dpa < l.dpa + l.rawsize
+                for d, dpa, size in mine)]
+    where = ", ".join(f"{d}:{dpa:#x}+{size:#x}" for d, dpa, size in mine)
+    return f"was at {where}; overlapped now by {', '.join(over) or 'no label'}"
+
+
 # -- the live side ---------------------------------------------------------------------------
 
 
@@ -332,7 +345,12 @@ class CrashHarness:
             if area["valid"] and area["blocks"] != [True, True]:
                 st.torn_index_blocks += 1
             st.updating_labels.update((dimm, str(l.uuid)) for l in area["labels"] if l.flags & 0x8)
+        n = len(st.violations)
         self._verify(op, target, before, after, media0, media, complete=False)
+        for i in range(n, len(st.violations)):
+            if "the media of untouched namespace" in st.violations[i]:
+                u = st.violations[i].split("untouched namespace ")[1].split()[0]
+                st.violations[i] += f" ({_ranges_of(u, areas0, areas)})"
 
     def _verify(self, op: str, target: dict, before: dict, after: dict, media0: dict,
                 media: dict | None, complete: bool) -> None:

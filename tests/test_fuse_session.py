@@ -324,11 +324,14 @@ async def test_the_front_table_follows_every_change():
 
 
 async def test_an_unmount_from_outside_ends_the_session(tmp_path):
+    """The front's reader gets ENODEV, pyfuse3's workers (the spare parked
+    on the read lock too) see the session end, and serve() returns."""
     tree = _tree()
     mnt = tmp_path / "mnt"
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             server = await _serving(nursery, tree, mnt)
             assert await trio.to_thread.run_sync(_read, mnt / "bus/dev0/size") == "4096\n"
+            assert server.front_counts()["answered"] > 0  # the front's reader sees the end
             await trio.run_process(["umount", str(mnt)])
     assert not os.path.ismount(mnt)

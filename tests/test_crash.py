@@ -11,8 +11,16 @@ the operation is in a state the kernel itself could leave
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import time
+
 from conftest import needs_ndctl, needs_root
-from fakesys.testing.crash import run
+from fakesys import runtime
+from fakesys.testing.crash import CrashHarness, label_areas, run
+from fakesys.topology import default_path
 
 pytestmark = [needs_root, needs_ndctl]
 
@@ -22,3 +30,54 @@ def test_kill_during_ndctl_then_boot_again():
     assert st.violations == []
     assert st.kills >= 2 and st.stale_mounts_cleaned == st.kills
     assert st.namespaces_checked > 0
+
+
+def test_a_label_update_cut_between_dimms(tmp_path):
+    """ndctl writes sector_size after size: the kernel rewrites the labels
+    one DIMM after the other (UPDATING first), so a power loss can leave
+    position 0 with the new lbasize and position 1 with the old.  The kernel
+    boots that (create_namespace_pmem() takes lbasize from position 0), and
+    so must the fake: its sector_size is position 0's, and the invariants
+    after a crash hold.  The kill point is found by moving it one media or
+    label write later each time, from before the last label writes."""
+    h = CrashHarness(default_path(), str(tmp_path), seed=1, name=f"cut-{os.getpid()}")
+    try:
+        assert h.tool("ndctl create-namespace -r region0 -m raw -s 64M").returncode == 0
+        h.down()
+        base = str(tmp_path / "base")
+        _copy(h.state, base)
+        found = False
+        for n in range(28, 48):
+            shutil.rmtree(h.state)
+            _copy(base, h.state)
+            h.up()
+            pid = h.pid()
+            runtime.control(h.name, f"crash-after {n}")
+            h.tool("ndctl create-namespace -f -e namespace0.0 -m sector")
+            if runtime.status(h.name) is not None:
+                break  # past the operation's last write
+            _wait_gone(pid)
+            by_pos = {l.position: l for a in label_areas(h.topology, h.state).values()
+                      for l in a["labels"]}
+            if set(by_pos) != {0, 1} or by_pos[0].lbasize == by_pos[1].lbasize:
+                continue
+            h.up()
+            shown = h.tool("cat /sys/bus/nd/devices/namespace0.0/sector_size").stdout
+            assert f"[{by_pos[0].lbasize}]" in shown
+            assert json.loads(runtime.control(h.name, "check crash", timeout=60))["violations"] == []
+            found = True
+            break
+        assert found, "no kill point left the DIMMs' labels disagreeing"
+    finally:
+        h.down()
+
+
+def _copy(src: str, dst: str) -> None:
+    """A copy of a state directory that keeps its media files sparse."""
+    subprocess.run(["cp", "-a", "--sparse=always", src, dst], check=True)
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + 20
+    while runtime.alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)

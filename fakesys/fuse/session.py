@@ -16,7 +16,10 @@ through pyfuse3's handler coroutines.  Here:
   takes 28 (measured).  So are OPENDIR and a READ through such a handle
   (the first read of an attribute, or one whose show fails, which the
   kernel never caches); RELEASEDIR has nothing to release at all, and
-  libfuse answers it itself when the table has no entry for it.
+  libfuse answers it itself when the table has no entry for it.  With the
+  front (front.py), which answers these before libfuse sees them, the
+  callbacks get only what the front leaves (a first READ, an entry not
+  published yet); without it they answer them all.
 
 libfuse calls the filesystem through the operations table it copied from
 pyfuse3 into its session.  ``tune()`` finds pyfuse3's two module variables

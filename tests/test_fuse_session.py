@@ -198,6 +198,29 @@ async def test_untuned_session_serves_the_same(tmp_path, monkeypatch, caplog):
     assert "left as pyfuse3 made it: no symbol" in caplog.text
 
 
+async def test_without_the_front_the_callbacks_answer(tmp_path, monkeypatch, caplog):
+    """Where front.c is not built or libfuse lacks custom I/O (before 3.14:
+    Ubuntu 22.04), pyfuse3 reads the device and session.py's callbacks
+    answer the cached opens and closes, reads and listings as before."""
+    caplog.set_level(logging.INFO, logger="fakesys.fuse")
+    monkeypatch.setattr(front, "library_path", lambda: None)
+    tree = _tree()
+    mnt = tmp_path / "mnt"
+    async with trio.open_nursery() as nursery:
+        server = await _serving(nursery, tree, mnt)
+        calls = _counting(server)
+
+        def use() -> None:
+            for _ in range(3):
+                assert _read(mnt / "bus/dev0/size") == "4096\n"
+                assert sorted(os.listdir(mnt / "bus/dev0")) == ["driver", "size", "state"]
+        await trio.to_thread.run_sync(use)
+        assert server.front_counts() is None
+        assert calls["open"] == calls["release"] == 0 and calls["readdir"] in (1, 2)
+        nursery.cancel_scope.cancel()
+    assert "served without a front: front.c was not built" in caplog.text
+
+
 def test_symbols_of_this_pyfuse3():
     """The build scripts/bootstrap installs keeps its symbol table."""
     import pyfuse3

@@ -24,12 +24,16 @@ def _pid(fake) -> int:
 
 
 def _gone(pid: int, timeout: float = 20.0) -> bool:
+    """The daemon exited with all its threads: a zombie leader alone.  Its
+    files (the FUSE device among them) are closed by the last thread to
+    exit, and until then the connection still takes requests."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with open(f"/proc/{pid}/stat") as f:
-                if f.read().split(")")[-1].split()[0] == "Z":
-                    return True
+                zombie = f.read().split(")")[-1].split()[0] == "Z"
+            if zombie and len(os.listdir(f"/proc/{pid}/task")) == 1:
+                return True
         except FileNotFoundError:
             return True
         time.sleep(0.01)

@@ -36,7 +36,8 @@ EVENT_SHIFT = 16  # bits 16..30: the attribute's notify count
 INODES = 1 << 20  # entries; inodes above are left to pyfuse3
 SPIN = 50e-6      # busy-poll this long for the next request (multi-CPU only)
 
-_ENV = "FAKESYS_FUSE_FRONT"  # "0": serve without the front (comparisons, tests)
+# for measurements: "0" serves without the front; seconds of busy-polling
+_ENV, _SPIN_ENV = "FAKESYS_FUSE_FRONT", "FAKESYS_FUSE_SPIN"
 
 
 class Front:
@@ -116,7 +117,7 @@ def start(pyfuse3) -> Front | None:
                                       ctypes.c_size_t, ctypes.c_int]
     # zero pages (no inode answered yet), touched only where published
     table = (ctypes.c_uint32 * INODES).from_buffer(mmap.mmap(-1, INODES * 4))
-    spin_ns = int(float(os.environ.get("FAKESYS_FUSE_SPIN", SPIN)) * 1e9)
+    spin_ns = int(float(os.environ.get(_SPIN_ENV, SPIN)) * 1e9)
     if len(os.sched_getaffinity(0)) < 2:
         spin_ns = 0
     handle = lib.front_start(pointer, ctypes.addressof(table), INODES, spin_ns)

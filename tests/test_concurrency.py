@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import time
 
 import pytest
 
@@ -32,29 +33,31 @@ VALUES = {f"{NS}/alt_name": [b"a\n", b"b" * 40 + b"\n"],       # written
 SEEN = {f"{NS}/alt_name": {b"a\n", b"b" * 40 + b"\n"}, f"{NS2}/holder": {b"\n", b"pfn2.0\n"}}
 
 
-def _writer(base: str, path: str, stop, out) -> None:
-    i = 0
+WRITES = 100  # each writer's, while the readers read
+
+
+def _writer(base: str, path: str, stop, count) -> None:
     while not stop.is_set():
         fd = os.open(os.path.join(base, path), os.O_WRONLY)
         try:
-            os.write(fd, VALUES[path][i % 2])
+            os.write(fd, VALUES[path][count.value % 2])
         finally:
             os.close(fd)
-        i += 1
-    out.put(i)
+        count.value += 1
 
 
-def _reader(base: str, path: str, n: int, out) -> None:
-    torn = []
-    for _ in range(n):
+def _reader(base: str, path: str, stop, out) -> None:
+    torn, reads = [], 0
+    while not stop.is_set() or reads < 100:
         fd = os.open(os.path.join(base, path), os.O_RDONLY)
         try:
             data = os.read(fd, 4096)   # one read, as ndctl's sysfs_read_attr()
         finally:
             os.close(fd)
+        reads += 1
         if data not in SEEN[path]:
             torn.append((path, data[:48]))
-    out.put(torn)
+    out.put((reads, torn))
 
 
 def test_readers_racing_a_writer_see_whole_versions(fake):
@@ -70,20 +73,24 @@ def test_readers_racing_a_writer_see_whole_versions(fake):
     fake.write(f"{PFN}/namespace", "\n")
     base = os.path.join(fake.mnt, "sys")
     ctx = mp.get_context("fork")
-    stop, out, done = ctx.Event(), ctx.Queue(), ctx.Queue()
-    writers = [ctx.Process(target=_writer, args=(base, path, stop, done)) for path in VALUES]
-    readers = [ctx.Process(target=_reader, args=(base, path, 2000, out)) for path in SEEN for _ in range(2)]
+    stop, out = ctx.Event(), ctx.Queue()
+    counts = [ctx.Value("i", 0) for _ in VALUES]
+    writers = [ctx.Process(target=_writer, args=(base, path, stop, count))
+               for path, count in zip(VALUES, counts)]
+    readers = [ctx.Process(target=_reader, args=(base, path, stop, out)) for path in SEEN for _ in range(2)]
     for p in writers + readers:
         p.start()
-    torn = [t for _ in readers for t in out.get(timeout=120)]
-    for r in readers:
-        r.join()
+    # the readers read for as long as the writers need for their writes
+    deadline = time.monotonic() + 120
+    while min(c.value for c in counts) < WRITES and time.monotonic() < deadline:
+        time.sleep(0.01)
     stop.set()
-    writes = [done.get(timeout=60) for _ in writers]
-    for w in writers:
-        w.join()
-    assert all(w.exitcode == 0 for w in writers) and min(writes) > 50
-    assert torn == []
+    results = [out.get(timeout=120) for _ in readers]
+    for p in writers + readers:
+        p.join()
+    assert all(w.exitcode == 0 for w in writers) and min(c.value for c in counts) >= WRITES
+    assert min(reads for reads, _ in results) >= 100
+    assert [t for _, torn in results for t in torn] == []
 
 
 @pytest.mark.parametrize("mode", ["disjoint", "shared"])

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 
 from conftest import needs_ndctl, needs_root
 from fakesys import runtime
@@ -56,7 +55,7 @@ def test_a_label_update_cut_between_dimms(tmp_path):
             h.tool("ndctl create-namespace -f -e namespace0.0 -m sector")
             if runtime.status(h.name) is not None:
                 break  # past the operation's last write
-            _wait_gone(pid)
+            h.wait_dead(pid)
             by_pos = {l.position: l for a in label_areas(h.topology, h.state).values()
                       for l in a["labels"]}
             if set(by_pos) != {0, 1} or by_pos[0].lbasize == by_pos[1].lbasize:
@@ -77,7 +76,3 @@ def _copy(src: str, dst: str) -> None:
     subprocess.run(["cp", "-a", "--sparse=always", src, dst], check=True)
 
 
-def _wait_gone(pid: int) -> None:
-    deadline = time.monotonic() + 20
-    while runtime.alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.01)

@@ -156,8 +156,8 @@ static int answer_read(struct front *f, const struct fuse_in_header *in,
 				n = read->size;
 		}
 		known = n <= sizeof(data);
-		if (known)
-			memcpy(data, c->data + (error ? 0 : read->offset), n);
+		if (known && n)
+			memcpy(data, c->data + read->offset, n);
 	}
 	pthread_mutex_unlock(&f->content_lock);
 	if (!known)
@@ -323,15 +323,18 @@ int front_set_content(struct front *f, uint64_t ino, const char *data, size_t si
 {
 	if (ino >= f->inodes)
 		return 0;
+	int res = 0;
 	struct content *c = NULL;
 	if (data || error) {
 		c = malloc(sizeof(*c) + (error ? 0 : size));
-		if (!c)
-			return -ENOMEM;  /* and the old one goes: the server answers */
-		c->error = error;
-		c->size = error ? 0 : size;
-		if (!error)
-			memcpy(c->data, data, size);
+		if (c) {
+			c->error = error;
+			c->size = error ? 0 : size;
+			if (!error)
+				memcpy(c->data, data, size);
+		} else {
+			res = -ENOMEM;  /* the old content goes all the same: the server answers */
+		}
 	}
 	pthread_mutex_lock(&f->content_lock);
 	struct content *old = f->contents[ino];
@@ -340,7 +343,7 @@ int front_set_content(struct front *f, uint64_t ino, const char *data, size_t si
 		f->contents_top = ino + 1;
 	pthread_mutex_unlock(&f->content_lock);
 	free(old);
-	return c || !(data || error) ? 0 : -ENOMEM;
+	return res;
 }
 
 /* Start answering in front of ``se``; NULL (and errno) if it cannot. */

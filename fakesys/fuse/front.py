@@ -99,7 +99,7 @@ def start(pyfuse3) -> Front | None:
         return None
     path = library_path()
     if path is None:
-        log.info("FUSE served without a front: %s was not built (setup.py)", "front.c")
+        log.info("FUSE served without a front: front.c was not built (setup.py)")
         return None
     try:
         pointer = session.session_pointer(pyfuse3.__file__)

@@ -228,6 +228,12 @@ class CrashHarness:
         with open(os.path.join(runtime.rundir(self.name), "pid")) as f:
             return int(f.read())
 
+    def wait_dead(self, pid: int, timeout: float = 30.0) -> None:
+        """Wait for a killed daemon to be gone (it unmaps its media first)."""
+        deadline = time.monotonic() + timeout
+        while runtime.alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     def down(self) -> None:
         subprocess.run(FAKESYS + ["down", "--name", self.name], capture_output=True, timeout=60)
         runtime.remove_rundir(self.name)   # also after a daemon it killed
@@ -330,9 +336,7 @@ class CrashHarness:
         st.kills += 1
         if proc.returncode != 0:
             st.kills_mid_op += 1
-        deadline = time.monotonic() + 30
-        while runtime.alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        self.wait_dead(pid)
         self.up()
         reply = json.loads(runtime.control(self.name, "check crash", timeout=60))
         if reply["violations"]:
@@ -345,15 +349,14 @@ class CrashHarness:
             if area["valid"] and area["blocks"] != [True, True]:
                 st.torn_index_blocks += 1
             st.updating_labels.update((dimm, str(l.uuid)) for l in area["labels"] if l.flags & 0x8)
-        n = len(st.violations)
-        self._verify(op, target, before, after, media0, media, complete=False)
-        for i in range(n, len(st.violations)):
-            if "the media of untouched namespace" in st.violations[i]:
-                u = st.violations[i].split("untouched namespace ")[1].split()[0]
-                st.violations[i] += f" ({_ranges_of(u, areas0, areas)})"
+        self._verify(op, target, before, after, media0, media, complete=False,
+                     areas=(areas0, areas))
 
     def _verify(self, op: str, target: dict, before: dict, after: dict, media0: dict,
-                media: dict | None, complete: bool) -> None:
+                media: dict | None, complete: bool,
+                areas: tuple[dict, dict] | None = None) -> None:
+        """``areas``: the label areas before and after, which ``media`` was
+        read from (to say where a namespace whose media changed lay)."""
         st = self.stats
         tu = target["uuid"]
         for u, ns in before.items():
@@ -368,7 +371,8 @@ class CrashHarness:
             elif media is not None:
                 st.bytes_compared += ns["size"]
                 if media.get(u) != media0.get(u):
-                    self._violate(f"{op} {tu}: the media of untouched namespace {u} changed")
+                    where = f" ({_ranges_of(u, *areas)})" if areas else ""
+                    self._violate(f"{op} {tu}: the media of untouched namespace {u} changed{where}")
         extra = set(after) - set(before) - {tu}
         got = after.get(tu)
         if op == "reconfigure" and len(extra) == 1:

@@ -212,6 +212,7 @@ class CrashHarness:
         self.stats = CrashStats()
         self.max_namespaces = max_namespaces
         self.durations: dict[str, float] = {}
+        self.last = ""  # the last round's operation and kill (for -v)
         self.up()
 
     # -- daemon lifetime ---------------------------------------------------------------------
@@ -306,8 +307,12 @@ class CrashHarness:
         st.by_op[op] += 1
         how = self.rng.choice(["timer", "write"])
         pid = self.pid()
+        self.last = f"{op} {target['uuid']}: {command} ({how}"
         if how == "write":
-            runtime.control(self.name, f"crash-after {self.rng.randint(1, 48)}")
+            n = self.rng.randint(1, 48)
+            self.last += f" {n}"
+            runtime.control(self.name, f"crash-after {n}")
+        self.last += ")"
         t0 = time.monotonic()
         proc = self.tool(command, background=True)
         sent = False
@@ -367,7 +372,8 @@ class CrashHarness:
             if got is None:
                 self._violate(f"{op} {tu}: untouched namespace {u} ({ns}) is gone")
             elif (got["size"], got["mode"], got["region"]) != (ns["size"], ns["mode"], ns["region"]):
-                self._violate(f"{op} {tu}: untouched namespace {u} changed from {ns} to {got}")
+                self._violate(f"{op} {tu}: untouched namespace {u} changed from {ns} to {got}"
+                              + self._media_note(u, media0, media, areas))
             elif media is not None:
                 st.bytes_compared += ns["size"]
                 if media.get(u) != media0.get(u):
@@ -404,6 +410,17 @@ class CrashHarness:
             if complete and (got is None or got["mode"] != target["mode"]):
                 self._violate(f"reconfigure {tu} succeeded but left {got}")
 
+    @staticmethod
+    def _media_note(u: str, media0: dict, media: dict | None,
+                    areas: tuple[dict, dict] | None) -> str:
+        """Whether a changed namespace's bytes changed too: a write that
+        went astray, or a boot that judged the same bytes differently."""
+        if media is None:
+            return ""
+        if media.get(u) == media0.get(u):
+            return "; its media are unchanged"
+        return "; its media changed" + (f" ({_ranges_of(u, *areas)})" if areas else "")
+
     def _violate(self, text: str) -> None:
         self.stats.violations.append(text)
 
@@ -418,6 +435,7 @@ def run(kills: int, seed: int = 1, topology: str | None = None, verbose: bool = 
             n = len(harness.stats.violations)
             harness.round()
             if verbose:
+                print(f"  {harness.last}", file=sys.stderr)
                 s = harness.stats
                 print(f"round {s.rounds}: kills {s.kills} ({s.kills_mid_op} mid-op), "
                       f"violations {len(s.violations)}", file=sys.stderr)

@@ -67,6 +67,12 @@ class Fake:
         finally:
             os.close(fd)
 
+    def refused(self, path: str, value: str) -> int:
+        """The errno of a sysfs write that must fail."""
+        with pytest.raises(OSError) as e:
+            self.write(path, value)
+        return e.value.errno
+
 
 @pytest.fixture
 def fake_factory(tmp_path):

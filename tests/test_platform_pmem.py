@@ -12,8 +12,6 @@ from __future__ import annotations
 import errno
 import os
 
-import pytest
-
 from conftest import needs_ndctl, needs_root
 
 pytestmark = [needs_root, needs_ndctl]
@@ -25,12 +23,6 @@ E820_DRV = "bus/platform/drivers/e820_pmem"
 
 def one(value):
     return value[0] if isinstance(value, list) and len(value) == 1 else value
-
-
-def refused(fake, path: str, value: str) -> int:
-    with pytest.raises(OSError) as e:
-        fake.write(path, value)
-    return e.value.errno
 
 
 def exists(fake, path: str) -> bool:
@@ -90,7 +82,7 @@ def test_e820_reconfigure_and_no_subdivision(fake_factory):
     raw = fake.json("ndctl create-namespace -f -e namespace0.0 -m raw")
     assert (raw["mode"], raw["map"], raw["size"]) == ("fsdax", "mem", 512 * MiB)
     # a label-less region has no size to write
-    assert refused(fake, "bus/nd/devices/namespace0.0/size", "0\n") == errno.EACCES
+    assert fake.refused("bus/nd/devices/namespace0.0/size", "0\n") == errno.EACCES
 
 
 def test_e820_media_survives_rebind_and_restart(fake_factory, tmp_path):
@@ -144,13 +136,13 @@ def test_driver_override_protocol(fake_factory):
 
     before = state()
     # one page minus one byte, or more, is refused whatever it says
-    assert refused(fake, path, "x" * 4095) == errno.EINVAL
-    assert refused(fake, path, "ramdax" + "\0" * 4089) == errno.EINVAL
+    assert fake.refused(path, "x" * 4095) == errno.EINVAL
+    assert fake.refused(path, "ramdax" + "\0" * 4089) == errno.EINVAL
     assert state() == before
     # binding with the wrong name, unbinding from the wrong driver, binding twice
-    assert refused(fake, f"{E820_DRV}/bind", "e820_pmem.0\n") == errno.ENODEV
-    assert refused(fake, f"{E820_DRV}/bind", "x" * 1000) == errno.ENODEV
-    assert refused(fake, f"{E820_DRV}/bind", "e820_pmem\n") == errno.EBUSY
+    assert fake.refused(f"{E820_DRV}/bind", "e820_pmem.0\n") == errno.ENODEV
+    assert fake.refused(f"{E820_DRV}/bind", "x" * 1000) == errno.ENODEV
+    assert fake.refused(f"{E820_DRV}/bind", "e820_pmem\n") == errno.EBUSY
     assert state() == before
     # a long name is kept (shorter than a page), cut at the first newline
     fake.write(path, "y" * 1000)
@@ -161,7 +153,7 @@ def test_driver_override_protocol(fake_factory):
     assert fake.sys(f"{E820_DEV}/uevent").startswith("DRIVER=e820_pmem\n")
     # the override now hides the device from its own driver
     fake.write(f"{E820_DRV}/unbind", "e820_pmem")
-    assert refused(fake, f"{E820_DRV}/bind", "e820_pmem") == errno.ENODEV
+    assert fake.refused(f"{E820_DRV}/bind", "e820_pmem") == errno.ENODEV
     fake.write("bus/platform/drivers_probe", "e820_pmem\n")   # nothing matches: not an error
     assert not exists(fake, f"{E820_DEV}/driver")
     # "\n" (or an empty write, or NULs) clears it; then the name matches again
@@ -172,7 +164,7 @@ def test_driver_override_protocol(fake_factory):
     assert fake.sys(path) == "(null)\n"
     fake.write("bus/platform/drivers_probe", "e820_pmem")
     assert fake.sys(f"{E820_DEV}/uevent").startswith("DRIVER=e820_pmem\n")
-    assert refused(fake, "bus/platform/drivers_probe", "nosuch\n") == errno.ENODEV
+    assert fake.refused("bus/platform/drivers_probe", "nosuch\n") == errno.ENODEV
     assert fake.json("ndctl list -B") == [{"provider": "e820", "dev": "ndbus0"}]
 
 
@@ -210,7 +202,7 @@ def test_virtio_pmem_rebind_and_modes(fake_factory):
     fsdax = fake.json("ndctl create-namespace -f -e namespace0.0 -m fsdax")
     assert (fsdax["mode"], fsdax["map"], fsdax["size"]) == ("fsdax", "dev", 1054867456)   # as the golden 006
     drv = "bus/virtio/drivers/virtio_pmem"
-    assert refused(fake, f"{drv}/unbind", "virtio0\n") == errno.ENODEV
+    assert fake.refused(f"{drv}/unbind", "virtio0\n") == errno.ENODEV
     fake.write(f"{drv}/unbind", "virtio2\n")
     assert fake.sys(f"{VIRTIO}/status") == "0x00000001\n"
     assert fake.run("ndctl list -B", check=True).stdout.strip() == ""

@@ -27,29 +27,23 @@ def snapshot(fake) -> dict[str, str]:
     return state
 
 
-def refused(fake, path: str, value: str) -> int:
-    with pytest.raises(OSError) as e:
-        fake.write(path, value)
-    return e.value.errno
-
-
 def test_junk_uuid(fake):
     before = snapshot(fake)
-    assert refused(fake, f"{NS}/uuid", "not-a-uuid\n") == errno.EINVAL
-    assert refused(fake, f"{NS}/uuid", "6bfa5b2f-3b0c\n") == errno.EINVAL
+    assert fake.refused(f"{NS}/uuid", "not-a-uuid\n") == errno.EINVAL
+    assert fake.refused(f"{NS}/uuid", "6bfa5b2f-3b0c\n") == errno.EINVAL
     assert snapshot(fake) == before
 
 
 def test_size_rules(fake):
     before = snapshot(fake)
     # no uuid yet: ENXIO
-    assert refused(fake, f"{NS}/size", "0x10000000\n") == errno.ENXIO
+    assert fake.refused(f"{NS}/size", "0x10000000\n") == errno.ENXIO
     fake.write(f"{NS}/uuid", UUID + "\n")
     with_uuid = snapshot(fake)
     assert with_uuid["uuid"] == UUID + "\n"
-    assert refused(fake, f"{NS}/size", "12345\n") == errno.EINVAL          # not region-aligned
-    assert refused(fake, f"{NS}/size", "0x100000000\n") == errno.ENOSPC    # 4G on a 2G region
-    assert refused(fake, f"{NS}/size", "lots\n") == errno.EINVAL
+    assert fake.refused(f"{NS}/size", "12345\n") == errno.EINVAL          # not region-aligned
+    assert fake.refused(f"{NS}/size", "0x100000000\n") == errno.ENOSPC    # 4G on a 2G region
+    assert fake.refused(f"{NS}/size", "lots\n") == errno.EINVAL
     assert snapshot(fake) == with_uuid
     assert before["available_size"] == with_uuid["available_size"]
 
@@ -57,26 +51,26 @@ def test_size_rules(fake):
 def test_size_of_enabled_namespace(fake):
     fake.run("ndctl create-namespace -r region1 -m raw -s 128M", check=True)
     before = snapshot(fake)
-    assert refused(fake, f"{NS}/size", "0x20000000\n") == errno.EBUSY
-    assert refused(fake, f"{NS}/uuid", UUID + "\n") == errno.EBUSY
+    assert fake.refused(f"{NS}/size", "0x20000000\n") == errno.EBUSY
+    assert fake.refused(f"{NS}/uuid", UUID + "\n") == errno.EBUSY
     assert snapshot(fake) == before
 
 
 def test_bind_to_wrong_driver(fake):
     before = snapshot(fake)
     for drv in ("nvdimm", "nd_region", "dax_pmem"):
-        assert refused(fake, f"bus/nd/drivers/{drv}/bind", "namespace1.0\n") == errno.ENODEV
-    assert refused(fake, "bus/nd/drivers/nd_pmem/bind", "namespace9.9\n") == errno.ENODEV
+        assert fake.refused(f"bus/nd/drivers/{drv}/bind", "namespace1.0\n") == errno.ENODEV
+    assert fake.refused("bus/nd/drivers/nd_pmem/bind", "namespace9.9\n") == errno.ENODEV
     # a zero-size namespace does not probe
-    assert refused(fake, "bus/nd/drivers/nd_pmem/bind", "namespace1.0\n") == errno.ENODEV
-    assert refused(fake, "bus/nd/drivers/nd_pmem/unbind", "namespace1.0\n") == errno.ENODEV
+    assert fake.refused("bus/nd/drivers/nd_pmem/bind", "namespace1.0\n") == errno.ENODEV
+    assert fake.refused("bus/nd/drivers/nd_pmem/unbind", "namespace1.0\n") == errno.ENODEV
     assert snapshot(fake) == before
     assert not os.path.exists(os.path.join(fake.mnt, "sys/bus/nd/drivers/nd_bus/bind"))
 
 
 def test_region_align_rules(fake):
-    assert refused(fake, f"{REGION}/align", "0x3000\n") == errno.EINVAL    # not a power of 2
-    assert refused(fake, f"{REGION}/align", "0x800\n") == errno.EINVAL     # below PAGE_SIZE
+    assert fake.refused(f"{REGION}/align", "0x3000\n") == errno.EINVAL    # not a power of 2
+    assert fake.refused(f"{REGION}/align", "0x800\n") == errno.EINVAL     # below PAGE_SIZE
     assert fake.sys(f"{REGION}/align") == "0x1000000\n"
     fake.write(f"{REGION}/align", "0x200000\n")
     assert fake.sys(f"{REGION}/align") == "0x200000\n"
@@ -89,5 +83,5 @@ def test_write_permissions_and_limits(fake):
     with pytest.raises(OSError) as e:
         os.open(os.path.join(fake.mnt, "sys/bus/nd/drivers/nd_pmem/bind"), os.O_RDONLY)
     assert e.value.errno == errno.EACCES
-    assert refused(fake, f"{NS}/alt_name", "x" * 5000) == errno.E2BIG
-    assert refused(fake, f"{NS}/alt_name", "x" * 64 + "\n") in (errno.EINVAL, errno.ENXIO)
+    assert fake.refused(f"{NS}/alt_name", "x" * 5000) == errno.E2BIG
+    assert fake.refused(f"{NS}/alt_name", "x" * 64 + "\n") in (errno.EINVAL, errno.ENXIO)

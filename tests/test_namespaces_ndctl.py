@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import errno
 import os
+import uuid
 
 import pytest
 
 from conftest import needs_ndctl, needs_root
+from fakesys.kernel.nvdimm.pfn import PFN_SIG, PfnMode, PfnSuperblock
 
 pytestmark = [needs_root, needs_ndctl]
 
@@ -164,6 +166,30 @@ def test_enable_disable(fake):
     assert fake.run("ndctl enable-region region1").returncode == 0
     ns = one(fake.json("ndctl list -N -r region1"))
     assert ns["mode"] == "raw" and ns["size"] == 128 * MiB
+
+
+def test_an_info_block_this_kernel_cannot_use_keeps_the_namespace_disabled(fake, tmp_path):
+    """A pfn block of the namespace (signature, checksum, parent uuid all
+    right) that nd_pfn_validate() refuses, here align 0 with data offset 0
+    (1UL << ilog2(0) exceeds the namespace): nd_pmem_probe() fails with
+    EOPNOTSUPP instead of exposing the namespace as a raw disk, and ndctl can
+    still reconfigure it."""
+    fake.run("ndctl create-namespace -r region1 -m raw -s 64M", check=True)
+    ns_uuid = uuid.UUID(fake.sys("bus/nd/devices/namespace1.0/uuid").strip())
+    sb = PfnSuperblock(signature=PFN_SIG, uuid=uuid.uuid4(), parent_uuid=ns_uuid,
+                       version_major=1, version_minor=4, dataoff=0, npfns=1,
+                       mode=PfnMode.PMEM, align=0, page_size=4096, page_struct_size=64)
+    block = tmp_path / "pfn.sb"
+    block.write_bytes(sb.encode())
+    fake.run(f"dd if={block} of=/dev/pmem1 bs=4096 seek=1 conv=notrunc status=none", check=True)
+    assert fake.run("ndctl disable-namespace namespace1.0").returncode == 0
+    enable = fake.run("ndctl enable-namespace namespace1.0")
+    assert enable.returncode != 0 and "failed to enable" in enable.stderr
+    assert one(fake.json("ndctl list -Ni -n namespace1.0"))["state"] == "disabled"
+    assert fake.refused("bus/nd/drivers/nd_pmem/bind", "namespace1.0") == errno.EOPNOTSUPP
+    assert not os.path.exists(os.path.join(fake.mnt, "dev", "pmem1"))
+    ns = one(fake.json("ndctl create-namespace -f -e namespace1.0 -m fsdax"))
+    assert (ns["mode"], ns["align"]) == ("fsdax", 2 * MiB)
 
 
 def test_fragmentation(fake):

@@ -264,6 +264,23 @@ def test_validate_eopnotsupp_geometry():
     assert _check(odd_pfn) == 0
 
 
+def test_validate_no_align_and_no_data_offset():
+    """1UL << ilog2(0) is 2^63: larger than any namespace, and no dax
+    alignment either, so neither kind of block is usable."""
+    assert PfnSuperblock(dataoff=0, align=0).effective_align() == 1 << 63
+    sb = _valid()
+    sb.align, sb.dataoff = 0, 0
+    assert _check(sb, uuid=None) == -errno.EOPNOTSUPP
+    dax = _valid(dax=True)
+    dax.align, dax.dataoff = 0, 0
+    assert _check(dax, sig=DAX_SIG, uuid=None) == -errno.EOPNOTSUPP
+    io = MemIO(256 * MiB)
+    io.write(4096, sb.encode())
+    with pytest.raises(OSError) as e:
+        pfn.probe(io, dax=False, parent_uuid=NS_UUID, ns_start=0x108000000, ns_size=256 * MiB)
+    assert e.value.errno == errno.EOPNOTSUPP
+
+
 def test_validate_end_not_compat_aligned():
     sb = _valid()
     # same start, a size that no longer ends on a 2 MiB boundary

@@ -277,11 +277,16 @@ class PfnSuperblock:
 
     def effective_align(self) -> int:
         """Alignment the kernel uses: ``align``, or for blocks that did not
-        record one the largest power of two dividing into ``dataoff``."""
+        record one the largest power of two dividing into ``dataoff``.
+
+        With no data offset either, ``1UL << ilog2(0)``: ilog2 gives -1 and
+        the shift count is taken mod 64 (x86-64 and arm64 alike), so 2^63,
+        which exceeds any namespace: such a block is rejected, never shown
+        as a device of alignment 0 (a divisor for ndctl)."""
         if self.align:
             return self.align
         if self.dataoff == 0:
-            return 0  # undefined in the kernel (1 << ilog2(0)); treat as none
+            return 1 << 63
         return 1 << (self.dataoff.bit_length() - 1)
 
     def data_resource(self, ns_start: int) -> int:
@@ -487,13 +492,17 @@ def probe(io, *, dax: bool, parent_uuid: uuidlib.UUID | None, ns_start: int,
     Returns the normalized info block when the namespace carries a valid one
     of the requested kind (the new device takes its uuid, ``align`` via
     :meth:`PfnSuperblock.effective_align` and ``mode`` from it), else None.
-    Checking the namespace's claim class and ``force_raw`` is the caller's
-    job.
+    Raises ``OSError(EOPNOTSUPP)`` for a block of this namespace that this
+    kernel cannot use (alignment, page sizes, geometry): nd_pmem_probe()
+    then fails rather than expose the data as a raw disk.  Checking the
+    namespace's claim class and ``force_raw`` is the caller's job.
     """
     raw = read_info_block(io)
     rc = validate(raw, sig=DAX_SIG if dax else PFN_SIG, parent_uuid=parent_uuid,
                   ns_start=ns_start, ns_size=ns_size,
                   region_is_memory=region_is_memory, arch=arch)
+    if rc == -errno.EOPNOTSUPP:
+        raise OSError(errno.EOPNOTSUPP, "info block unusable by this kernel")
     if rc:
         return None
     return PfnSuperblock.decode(raw).normalized(arch)

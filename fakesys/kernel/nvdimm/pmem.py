@@ -70,7 +70,11 @@ def setup_pfn(dev: Pfn, ns: Namespace) -> pfn.PfnSuperblock:
 
 
 def _detect(ns: Namespace) -> Claim | None:
-    """nd_btt_probe / nd_pfn_probe / nd_dax_probe on an unclaimed namespace."""
+    """nd_btt_probe / nd_pfn_probe / nd_dax_probe on an unclaimed namespace.
+
+    Raises Errno(EOPNOTSUPP) for a pfn or dax block this kernel cannot use:
+    the namespace then stays disabled (nd_pmem_probe fails).
+    """
     if ns.force_raw:
         return None
     region = ns.region
@@ -86,8 +90,11 @@ def _detect(ns: Namespace) -> Claim | None:
     for cls, wanted in ((Pfn, CCLASS_PFN), (Dax, CCLASS_DAX)):
         if ns.claim_class not in (CCLASS_NONE, wanted):
             continue
-        sb = pfn.probe(media, dax=cls.dax, parent_uuid=parent, ns_start=ns.res_start,
-                       ns_size=ns.res_size)
+        try:
+            sb = pfn.probe(media, dax=cls.dax, parent_uuid=parent, ns_start=ns.res_start,
+                           ns_size=ns.res_size)
+        except OSError as e:
+            raise _oserror(e) from None
         if sb is not None:
             dev = cls(region, region.nvdimm_bus.nd.ida_get(getattr(region, cls.ids_attr)), ns)
             dev.uuid = sb.uuid

@@ -24,6 +24,8 @@ FAKESYS = [sys.executable, "-m", "fakesys.cli"]
 
 needs_root = pytest.mark.skipif(os.getuid() != 0, reason="needs root for the mount namespace")
 needs_ndctl = pytest.mark.skipif(shutil.which("ndctl") is None, reason="ndctl is not installed")
+needs_numactl = pytest.mark.skipif(shutil.which("numactl") is None,
+                                   reason="numactl is not installed (scripts/bootstrap installs it)")
 
 
 class Fake:

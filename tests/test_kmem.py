@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 
 import pytest
 
-from conftest import needs_ndctl, needs_root
+from conftest import needs_ndctl, needs_numactl, needs_root
 
 pytestmark = [needs_root, needs_ndctl]
 
@@ -206,8 +205,7 @@ def sysfs_view(fake) -> dict:
                           for n in ids}}
 
 
-@pytest.mark.skipif(shutil.which("numactl") is None,
-                    reason="numactl is not installed (scripts/bootstrap installs it)")
+@needs_numactl
 def test_numactl_hardware_agrees_with_the_nodes(fake_factory):
     """Debian's numactl reads the fake's nodes: node 2 appears when kmem
     onlines dax0.0 (512 MB, no CPUs, distance 20 from the others; node 1

@@ -11,16 +11,11 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import subprocess
 
-import pytest
+from conftest import FAKESYS, ROOT, needs_ndctl, needs_numactl, needs_root
 
-from conftest import FAKESYS, ROOT, needs_ndctl, needs_root
-
-pytestmark = [needs_root, needs_ndctl,
-              pytest.mark.skipif(shutil.which("numactl") is None,
-                                 reason="numactl is not installed (scripts/bootstrap installs it)")]
+pytestmark = [needs_root, needs_ndctl, needs_numactl]
 
 HEADING = "### Rehearsal: CXL memory becomes a NUMA node in a lower tier"
 

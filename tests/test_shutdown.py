@@ -1,6 +1,7 @@
 """Clean shutdown: ``fakesys down``, SIGTERM and SIGINT unmount, flush and
-exit, as an unmount from outside makes the daemon flush and exit; a mount left by a killed daemon is detected and cleaned by the next
-``up`` on the same name, which then works."""
+exit, as an unmount from outside makes the daemon flush and exit; a mount
+left by a killed daemon is detected and cleaned by the next ``up`` on the
+same name, which then works."""
 
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ async def _control(rundir: str, machine: Machine, cancel: trio.CancelScope, topo
                 await stream.send_all(json.dumps(reply).encode() + b"\n")
             elif cmd.startswith("crash-after ") and cmd.split()[1].isdigit():
                 # crash-consistency harness: SIGKILL ourselves after N media writes
-                from fakesys.testing.crash import arm
+                from harness.crash import arm
                 arm(machine, int(cmd.split()[1]))
                 await stream.send_all(b"ok\n")
             elif cmd.startswith("modprobe"):

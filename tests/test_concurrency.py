@@ -8,7 +8,7 @@
   readers racing a stat of the attribute;
 * 8 processes run ndctl/daxctl create/destroy at once; afterwards the
   invariants hold and the state is exactly what the successful commands
-  reported (fakesys/testing/concurrency.py).
+  reported (harness/concurrency.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 import pytest
 
 from conftest import needs_ndctl, needs_root
-from fakesys.testing.concurrency import one_run
+from harness.concurrency import one_run
 
 pytestmark = [needs_root, needs_ndctl]
 

@@ -6,7 +6,7 @@ half by itself right after its N-th media or label write), then brought
 up again on the same state: the stale mount is cleaned, the label areas
 are valid, untouched namespaces are back byte-identical, and the target of
 the operation is in a state the kernel itself could leave
-(fakesys/testing/crash.py).
+(harness/crash.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import subprocess
 
 from conftest import needs_ndctl, needs_root
 from fakesys import runtime
-from fakesys.testing.crash import CrashHarness, label_areas, run
+from harness.crash import CrashHarness, label_areas, run
 from fakesys.topology import default_path
 
 pytestmark = [needs_root, needs_ndctl]

@@ -4,7 +4,7 @@ Each example boots the default topology (a state directory in a temporary
 directory) and runs a sequence of steps: writes of random and boundary
 values to every writable attribute of every device type, interleaved with
 ndctl-like create/destroy, region and DIMM disable/enable, daxctl-like
-create/destroy and reboots (fakesys/testing/fuzz.py).  After every write
+create/destroy and reboots (harness/fuzz.py).  After every write
 the invariants hold, a rejected write returned an errno and changed
 nothing, and no show crashes.  While the steps run, an audit hook fails
 the test if any file outside the state directory is opened for writing,
@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
-from fakesys.testing.fuzz import Fuzz, HypothesisChooser
+from harness.fuzz import Fuzz, HypothesisChooser
 from fakesys.topology import default_path
 
 EXAMPLES = int(os.environ.get("FAKESYS_FUZZ_EXAMPLES", "5"))

@@ -5,13 +5,13 @@ Every write goes through open/write on the mount: it succeeds or fails with
 an errno, a refused one leaves everything the model shows unchanged, the
 daemon's invariants hold and it contained no fault; every attribute read
 back through the mount (the kernel's page cache) equals what the model
-shows (fakesys/testing/fusefuzz.py).
+shows (harness/fusefuzz.py).
 """
 
 from __future__ import annotations
 
 from conftest import needs_ndctl, needs_root
-from fakesys.testing.fusefuzz import FuseFuzz
+from harness.fusefuzz import FuseFuzz
 
 pytestmark = [needs_root, needs_ndctl]
 

@@ -45,7 +45,7 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 
 from fakesys import runtime
-from fakesys.testing.crash import FAKESYS, namespaces
+from harness.crash import FAKESYS, namespaces
 
 MiB = 1 << 20
 WORKERS = 8
@@ -202,7 +202,7 @@ def one_run(mode: str, iterations: int, seed: int, workers: int = WORKERS,
         for w in range(workers):
             dax = (mode == "disjoint" and w == workers - 1) or (mode == "shared" and w >= workers - 2)
             region = dax_region if dax else regions[w]
-            argv = FAKESYS + ["run", "--name", name, "--", sys.executable, "-m", "fakesys.testing.concurrency",
+            argv = FAKESYS + ["run", "--name", name, "--", sys.executable, "-m", "harness.concurrency",
                               "worker", "--id", f"w{w}", "--kind", "dax" if dax else "nd", "--region", region,
                               "--iterations", str(iterations), "--seed", str(seed * 100 + w), "--log", log]
             procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass, field
 
 from fakesys import runtime
-from fakesys.testing.fuzz import BOOLS, BOUNDARY, SIZES, RandomChooser, kernel_side_effect
+from harness.fuzz import BOOLS, BOUNDARY, SIZES, RandomChooser, kernel_side_effect
 
 MiB = 1 << 20
 

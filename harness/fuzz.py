@@ -676,7 +676,7 @@ def _fuse_phase(topology: str, steps: int) -> int:
     import tempfile
     import time
     from fakesys import runtime
-    from fakesys.testing.fusefuzz import FuseFuzz
+    from harness.fusefuzz import FuseFuzz
     if os.getuid() != 0:
         print("through the mount: skipped (needs root for the tools' namespaces)")
         return 0

@@ -1,1 +1,0 @@
-"""Test and measurement tooling shared by tests/ and scripts/ (fuzzing, harnesses)."""

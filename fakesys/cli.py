@@ -14,14 +14,14 @@ import sys
 import time
 import uuid
 
-from fakesys import DEFAULT_TOPOLOGY, runtime
+from fakesys import runtime, topology_path
 
 DEFAULT_NAME = "default"
 UP_TIMEOUT = 20.0
 
 
 def _topology_path(path: str | None) -> str:
-    return os.path.abspath(path) if path else DEFAULT_TOPOLOGY
+    return topology_path(path)
 
 
 def up(topology: str | None, state: str | None, name: str, quiet: bool = False,

@@ -107,16 +107,13 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from typing import IO
 
-from fakesys import sysdump
+from fakesys import shipped_topology, sysdump
 from fakesys.sandbox import seccomp
 from fakesys.sandbox.namespace import BIN_DIR
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEVICES = os.path.join(ROOT, "devices")
-
-# golden scenario name -> topology (file under devices/) that reproduces its machine
 MODPROBE_RE = re.compile(r"(^|[\s;&|(`'\"])(?:/usr)?/sbin/modprobe\b")
 
+# golden scenario name -> shipped topology (package data) that reproduces its machine
 DEFAULT_TOPOLOGIES = {
     "nfit": "qemu-nvdimm.toml",
     "nfit_test": "nfit_test.toml",
@@ -326,7 +323,7 @@ def dump_env(golden: sysdump.Dump) -> dict[str, str]:
 def default_topology(golden_dir: str) -> str | None:
     name = os.path.basename(os.path.normpath(golden_dir))
     topo = DEFAULT_TOPOLOGIES.get(name)
-    return os.path.join(DEVICES, topo) if topo else None
+    return shipped_topology(topo) if topo else None
 
 
 def replay(golden_dir: str, topology: str | None = None, verbose: bool = False,

@@ -26,7 +26,7 @@ import trio
 
 from fakesys import runtime
 from fakesys.dev.bridge import IoctlBridge
-from fakesys.dev.kwork import run_timers
+from fakesys.dev.workqueue import run_timers
 from fakesys.dev.daxmedia import DaxMedia
 from fakesys.dev.opentrap import DaxOpens
 from fakesys.fuse.server import Server, mount_options, serve
@@ -94,7 +94,7 @@ async def _control(rundir: str, machine: Machine, cancel: trio.CancelScope, topo
                 arm(machine, int(cmd.split()[1]))
                 await stream.send_all(b"ok\n")
             elif cmd.startswith("modprobe"):
-                from fakesys.dev.kwork import modprobe
+                from fakesys.dev.modprobe import modprobe
                 rc, msg = modprobe(machine, cmd.split()[1:])
                 if server is not None:
                     await server.changed()

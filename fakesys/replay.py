@@ -107,7 +107,7 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from typing import IO
 
-from fakesys import shipped_topology, sysdump
+from fakesys import lifecycle, runtime, shipped_topology, sysdump
 from fakesys.sandbox import seccomp
 from fakesys.sandbox.namespace import BIN_DIR
 
@@ -328,8 +328,6 @@ def default_topology(golden_dir: str) -> str | None:
 
 def replay(golden_dir: str, topology: str | None = None, verbose: bool = False,
            out: IO[str] | None = None, timeout: float = COMMAND_TIMEOUT) -> int:
-    from fakesys import cli, runtime
-
     out = out or sys.stdout
     if topology is None:
         topology = default_topology(golden_dir)
@@ -358,7 +356,7 @@ def replay(golden_dir: str, topology: str | None = None, verbose: bool = False,
             print(f"fakesys replay: note: no static busybox at {BUSYBOX} (Debian: busybox-static), so commands"
                   " run with this machine's sh and tools, not the recording's busybox", file=sys.stderr)
             shell, cmd_env = ["sh", "-c"], env
-        cli.up(topology, state, name, quiet=True)
+        lifecycle.up(topology, state, name, quiet=True)
         for step in steps:
             if step.kind == "dump":
                 golden_dump = os.path.join(golden_dir, "sysfs", step.command + ".txt")
@@ -414,7 +412,7 @@ def replay(golden_dir: str, topology: str | None = None, verbose: bool = False,
         print(f"fakesys replay: {e}", file=sys.stderr)
         return 1
     finally:
-        cli.down(name)
+        lifecycle.down(name)
         runtime.remove_rundir(name)
         shutil.rmtree(tmp, ignore_errors=True)
     if dumps_total:

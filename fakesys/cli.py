@@ -18,7 +18,7 @@ DEFAULT_NAME = "default"
 
 
 def cmd_up(args) -> int:
-    up(args.topology, args.state, args.name, ioctl=not args.no_ioctl)
+    up(args.topology, args.state, args.name, ioctl=not args.no_ioctl, harness=args.harness)
     return 0
 
 
@@ -78,11 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="verb", required=True)
 
     p = sub.add_parser("up", help="start a fake and mount it")
-    p.add_argument("topology", nargs="?")
+    p.add_argument("topology", nargs="?", help="a TOML file or a shipped topology's name (nfit_test)")
     p.add_argument("--state", help="directory for media and labels (kept across up/down)")
     p.add_argument("--name", default=DEFAULT_NAME)
     p.add_argument("--no-ioctl", action="store_true",
                    help="serve no nd ioctls; ndctlN/nmemN keep the kernel's char numbers")
+    p.add_argument("--harness", metavar="MODULE",
+                   help="for test harnesses: the daemon also answers MODULE's control verbs"
+                        " (harness.crash: crash-after N); off by default")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("run", help="run a command with the fake as /sys and /dev")

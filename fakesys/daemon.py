@@ -1,10 +1,16 @@
 """The fakesys daemon: boots a machine and serves it over FUSE with trio.
 
 One process per fake.  It owns the FUSE mount (``<rundir>/mnt``), a
-control socket (``<rundir>/ctl``) that answers ``status`` and ``down``
-and takes the seccomp listener of each ``fakesys run`` (``seccomp``, the
-fd attached with SCM_RIGHTS; see dev/bridge.py; answered ``off`` when the
-daemon runs with ``--no-ioctl``), and a pid file.
+control socket (``<rundir>/ctl``) and a pid file.  The control socket takes
+one line per connection, a verb and its words, answered by the handler in
+:data:`VERBS` (``status``, ``down``, ``reboot``, ``modprobe``, the
+read-only ``check`` and ``snapshot``, and ``seccomp``: the seccomp listener
+of each ``fakesys run``, the fd attached with SCM_RIGHTS, see
+dev/bridge.py; answered ``off`` when the daemon runs with ``--no-ioctl``).
+Verbs that change the daemon for a test, such as ``crash-after N``, are
+not the product's: a daemon started with ``--harness MODULE`` (``fakesys
+up --harness harness.crash``) also answers that module's
+``CONTROL_VERBS``; any other daemon answers them like an unknown verb.
 SIGTERM and SIGINT unmount, flush the media and exit.  ``reboot warm`` and
 ``reboot cold`` stop the same way, except that a cold one zeroes the RAM
 the machine has (Machine.power_off); ``fakesys reboot`` then boots anew.
@@ -14,13 +20,15 @@ from __future__ import annotations
 
 import argparse
 import array
+import importlib
 import json
 import logging
 import os
 import signal
 import socket
 import sys
-from functools import partial
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import trio
 
@@ -28,8 +36,10 @@ from fakesys import runtime
 from fakesys.dev.bridge import IoctlBridge
 from fakesys.dev.workqueue import run_timers
 from fakesys.dev.daxmedia import DaxMedia
+from fakesys.dev.modprobe import modprobe
 from fakesys.dev.opentrap import DaxOpens
 from fakesys.fuse.server import Server, mount_options, serve
+from fakesys.kernel.invariants import control_reply
 from fakesys.machine import Machine
 from fakesys.udev import Udev
 from fakesys.topology import load
@@ -49,10 +59,143 @@ async def _receive(sock, fds: list[int]) -> bytes:
     return data
 
 
-async def _control(rundir: str, machine: Machine, cancel: trio.CancelScope, topology_path: str,
-                   state: str | None, bridge: IoctlBridge | None = None,
-                   power: list[str] | None = None, server: Server | None = None) -> None:
-    path = os.path.join(rundir, "ctl")
+@dataclass
+class Control:
+    """What the control verbs act on: this daemon's machine and services."""
+    rundir: str
+    machine: Machine
+    cancel: trio.CancelScope        # cancelled to stop the daemon (down, reboot)
+    topology_path: str
+    state: str | None
+    bridge: IoctlBridge | None      # None with --no-ioctl
+    power: list[str]                # "warm" or "cold" once a reboot was asked for
+    server: Server | None
+    harness: str | None             # the --harness module, if any
+
+
+@dataclass
+class Request:
+    """One control request: the words after the verb and the fds passed along.
+
+    A handler answers with :meth:`reply` and returns True, or returns False
+    for arguments it does not take, which is answered like an unknown verb.
+    An fd a handler keeps must be popped from ``fds``; the rest are closed.
+    """
+    args: list[str]
+    fds: list[int]
+    stream: trio.SocketStream
+
+    async def reply(self, text: str) -> None:
+        await self.stream.send_all(text.encode() + b"\n")
+
+
+Verb = Callable[[Control, Request], Awaitable[bool]]
+
+
+async def _seccomp(ctl: Control, req: Request) -> bool:
+    """Take a ``fakesys run``'s seccomp listener (one fd) and serve its ioctls;
+    ``off`` when the daemon serves none (--no-ioctl)."""
+    if req.args or len(req.fds) != 1:
+        return False
+    if ctl.bridge is None:
+        await req.reply("off")
+    else:
+        ctl.bridge.serve(req.fds.pop())
+        await req.reply("ok")
+    return True
+
+
+async def _status(ctl: Control, req: Request) -> bool:
+    """What ``fakesys status`` prints and ``reboot`` needs to boot the same fake again."""
+    if req.args:
+        return False
+    server = ctl.server
+    reply = {"pid": os.getpid(), "mnt": os.path.join(ctl.rundir, "mnt"),
+             "topology": ctl.topology_path, "state": ctl.state,
+             "kernel": str(ctl.machine.kernel.version), "ioctl": ctl.bridge is not None,
+             "fuse_front": server.front_counts() if server else None, "harness": ctl.harness}
+    await req.reply(json.dumps(reply))
+    return True
+
+
+async def _diagnose(ctl: Control, req: Request, cmd: str) -> None:
+    """The model's invariants or what each attribute shows now (kernel/invariants.py)."""
+    reply = control_reply(cmd, ctl.machine.kernel, ctl.server)
+    await req.reply(json.dumps(reply))
+
+
+async def _check(ctl: Control, req: Request) -> bool:
+    """``check`` / ``check crash``: invariant violations.  Read-only, so a
+    normal fake answers it too (tests check the model of any fake)."""
+    if req.args not in ([], ["crash"]):
+        return False
+    await _diagnose(ctl, req, " ".join(["check", *req.args]))
+    return True
+
+
+async def _snapshot(ctl: Control, req: Request) -> bool:
+    """``snapshot``: every attribute's contents.  Read-only, like ``check``."""
+    if req.args:
+        return False
+    await _diagnose(ctl, req, "snapshot")
+    return True
+
+
+async def _modprobe(ctl: Control, req: Request) -> bool:
+    """``modprobe [-r] NAME...`` from the sandbox's modprobe (dev/modprobe.py)."""
+    rc, msg = modprobe(ctl.machine, req.args)
+    if ctl.server is not None:
+        await ctl.server.changed()
+    await req.reply(f"{rc} {msg.encode('unicode_escape').decode()}")
+    return True
+
+
+async def _down(ctl: Control, req: Request) -> bool:
+    """Stop: unmount, flush the media, exit (answered before stopping)."""
+    if req.args:
+        return False
+    await req.reply("ok")
+    ctl.cancel.cancel()
+    return True
+
+
+async def _reboot(ctl: Control, req: Request) -> bool:
+    """``reboot warm|cold``: stop like down; ``fakesys reboot`` boots again
+    (a cold one zeroes the machine's RAM first)."""
+    if req.args not in (["warm"], ["cold"]):
+        return False
+    ctl.power.append(req.args[0])
+    await req.reply("ok")
+    ctl.cancel.cancel()
+    return True
+
+
+#: the verbs every fake answers
+VERBS: dict[str, Verb] = {
+    "seccomp": _seccomp,
+    "status": _status,
+    "check": _check,
+    "snapshot": _snapshot,
+    "modprobe": _modprobe,
+    "down": _down,
+    "reboot": _reboot,
+}
+
+
+def verbs(harness: str | None) -> dict[str, Verb]:
+    """The verbs this daemon answers: :data:`VERBS`, plus, only when it was
+    started for a harness, that module's ``CONTROL_VERBS``.  Those change the
+    daemon's behaviour for a test (``crash-after N`` patches media writes to
+    kill the daemon), so a normal fake treats them as unknown."""
+    table = dict(VERBS)
+    if harness:
+        table.update(importlib.import_module(harness).CONTROL_VERBS)
+    return table
+
+
+async def _control(ctl: Control, table: dict[str, Verb]) -> None:
+    """Answer control requests on ``<rundir>/ctl``, one verb per connection."""
+    path = os.path.join(ctl.rundir, "ctl")
     if os.path.exists(path):
         os.unlink(path)
     sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
@@ -70,44 +213,11 @@ async def _control(rundir: str, machine: Machine, cancel: trio.CancelScope, topo
                 if not chunk:
                     break
                 data += chunk
-            cmd = data.decode(errors="replace").strip()
-            if cmd == "seccomp" and len(fds) == 1:
-                if bridge is None:
-                    await stream.send_all(b"off\n")
-                else:
-                    bridge.serve(fds.pop())
-                    await stream.send_all(b"ok\n")
-            elif cmd == "status":
-                reply = {"pid": os.getpid(), "mnt": os.path.join(rundir, "mnt"),
-                         "topology": topology_path, "state": state,
-                         "kernel": str(machine.kernel.version), "ioctl": bridge is not None,
-                         "fuse_front": server.front_counts() if server else None}
-                await stream.send_all(json.dumps(reply).encode() + b"\n")
-            elif cmd in ("check", "check crash", "snapshot"):
-                # the model's invariants / what each attribute shows now (tests, harnesses)
-                from fakesys.kernel.invariants import control_reply
-                reply = control_reply(cmd, machine.kernel, server)
-                await stream.send_all(json.dumps(reply).encode() + b"\n")
-            elif cmd.startswith("crash-after ") and cmd.split()[1].isdigit():
-                # crash-consistency harness: SIGKILL ourselves after N media writes
-                from harness.crash import arm
-                arm(machine, int(cmd.split()[1]))
-                await stream.send_all(b"ok\n")
-            elif cmd.startswith("modprobe"):
-                from fakesys.dev.modprobe import modprobe
-                rc, msg = modprobe(machine, cmd.split()[1:])
-                if server is not None:
-                    await server.changed()
-                await stream.send_all(f"{rc} {msg.encode('unicode_escape').decode()}\n".encode())
-            elif cmd == "down":
-                await stream.send_all(b"ok\n")
-                cancel.cancel()
-            elif cmd in ("reboot warm", "reboot cold") and power is not None:
-                power.append(cmd.split()[1])   # stop like down; `fakesys reboot` boots again
-                await stream.send_all(b"ok\n")
-                cancel.cancel()
-            else:
-                await stream.send_all(b"error unknown command\n")
+            verb, *args = data.decode(errors="replace").split() or [""]
+            req = Request(args, fds, stream)
+            handler = table.get(verb)
+            if handler is None or not await handler(ctl, req):
+                await req.reply("error unknown command")
             for fd in fds:
                 os.close(fd)
 
@@ -146,8 +256,9 @@ async def _main(args: argparse.Namespace) -> None:
             async with trio.open_nursery() as nursery:
                 await nursery.start(_serve, server, mnt, mount_options(f"fakesys-{args.name}"),
                                     cancel)
-                nursery.start_soon(partial(_control, server=server), rundir, machine, cancel, args.topology,
-                                   args.state, bridge, power)
+                ctl = Control(rundir, machine, cancel, args.topology, args.state, bridge, power, server,
+                              args.harness)
+                nursery.start_soon(_control, ctl, verbs(args.harness))
                 nursery.start_soon(run_timers, machine.kernel, server)
                 Udev(machine.kernel, nursery, server.changed)
                 if bridge is not None:
@@ -182,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", required=True)
     parser.add_argument("--log")
     parser.add_argument("--no-ioctl", action="store_true")
+    parser.add_argument("--harness", metavar="MODULE",
+                        help="started for a test harness: also answer MODULE's CONTROL_VERBS"
+                             " (e.g. harness.crash's crash-after N); off by default")
     args = parser.parse_args(argv)
     logging.basicConfig(filename=args.log, level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")

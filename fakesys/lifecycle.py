@@ -21,8 +21,11 @@ UP_TIMEOUT = 20.0
 
 
 def up(topology: str | None, state: str | None, name: str, quiet: bool = False,
-       ioctl: bool = True) -> str:
-    """Start a daemon and return once its mount answers; returns the mount point."""
+       ioctl: bool = True, harness: str | None = None) -> str:
+    """Start a daemon and return once its mount answers; returns the mount point.
+
+    ``harness`` names a module whose CONTROL_VERBS the daemon answers too
+    (daemon.py): only test harnesses pass it."""
     rd = runtime.rundir(name)
     mnt = os.path.join(rd, "mnt")
     if runtime.status(name) is not None:
@@ -44,6 +47,8 @@ def up(topology: str | None, state: str | None, name: str, quiet: bool = False,
         cmd += ["--state", os.path.abspath(state)]
     if not ioctl:
         cmd.append("--no-ioctl")
+    if harness:
+        cmd += ["--harness", harness]
     with open(log_path, "a") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, close_fds=True)
@@ -142,7 +147,8 @@ def reboot(name: str, cold: bool = False) -> str:
             raise runtime.RuntimeErrorFakesys(f"fake {name!r} did not stop for the reboot")
         time.sleep(0.01)
     runtime.unmount_stale(os.path.join(rd, "mnt"))
-    return up(st["topology"], st.get("state"), name, quiet=True, ioctl=st.get("ioctl", True))
+    return up(st["topology"], st.get("state"), name, quiet=True, ioctl=st.get("ioctl", True),
+              harness=st.get("harness"))
 
 
 def states() -> list[tuple[str, str, dict | None]]:

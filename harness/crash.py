@@ -64,6 +64,16 @@ FAKESYS = [sys.executable, "-m", "fakesys.cli"]
 _BUDGET: dict = {"left": 0}
 
 
+async def _crash_after(ctl, req) -> bool:
+    """Control verb ``crash-after N`` (daemon.py answers it only for a daemon
+    started with ``--harness harness.crash``): arm, then answer ``ok``."""
+    if len(req.args) != 1 or not req.args[0].isdigit():
+        return False
+    arm(ctl.machine, int(req.args[0]))
+    await req.reply("ok")
+    return True
+
+
 def arm(machine, n: int) -> None:
     """SIGKILL this process right after the ``n``-th write to any media or
     label store from now on (0 disarms)."""
@@ -82,6 +92,10 @@ def arm(machine, n: int) -> None:
             return result
         store.write = write
         store._crash_armed = True
+
+
+#: the verbs a daemon started with ``--harness harness.crash`` answers besides its own
+CONTROL_VERBS = {"crash-after": _crash_after}
 
 
 # -- reading a state directory offline ----------------------------------------------------
@@ -224,7 +238,8 @@ class CrashHarness:
     # -- daemon lifetime ---------------------------------------------------------------------
 
     def up(self) -> None:
-        proc = subprocess.run(FAKESYS + ["up", self.topology_path, "--name", self.name, "--state", self.state],
+        proc = subprocess.run(FAKESYS + ["up", self.topology_path, "--name", self.name, "--state", self.state,
+                                         "--harness", "harness.crash"],
                               capture_output=True, text=True, timeout=60)
         if proc.returncode != 0:
             raise RuntimeError(f"fakesys up failed: {proc.stderr}")

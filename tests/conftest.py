@@ -29,14 +29,15 @@ needs_numactl = pytest.mark.skipif(shutil.which("numactl") is None,
 
 
 class Fake:
-    def __init__(self, topology: str, state: str | None) -> None:
+    def __init__(self, topology: str, state: str | None, up_args: tuple[str, ...] = ()) -> None:
         self.topology = topology
         self.state = state
+        self.up_args = list(up_args)   # more `fakesys up` options (--harness MODULE)
         self.name = f"test-{uuid.uuid4().hex[:10]}"
         self.mnt = ""
 
     def up(self) -> "Fake":
-        cmd = FAKESYS + ["up", self.topology, "--name", self.name]
+        cmd = FAKESYS + ["up", self.topology, "--name", self.name] + self.up_args
         if self.state:
             cmd += ["--state", self.state]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
@@ -80,9 +81,9 @@ class Fake:
 def fake_factory(tmp_path):
     fakes: list[Fake] = []
 
-    def make(topology: str = "default.toml", state: str | None = None) -> Fake:
+    def make(topology: str = "default.toml", state: str | None = None, up_args: tuple[str, ...] = ()) -> Fake:
         path = topology if os.path.isabs(topology) else os.path.join(DEVICES, topology)
-        fake = Fake(path, state if state is not None else str(tmp_path / f"state{len(fakes)}"))
+        fake = Fake(path, state if state is not None else str(tmp_path / f"state{len(fakes)}"), up_args)
         fakes.append(fake)
         return fake.up()
 

@@ -11,7 +11,10 @@ other users, permissions.
 * the mount is the invoking user's alone (no allow_other): another user,
   even one inside ``fakesys run``, cannot read or write it;
 * attributes carry sysfs modes (0444/0644/0200/0400, root-owned) and the
-  kernel enforces them: write bits are needed to write, read bits to read.
+  kernel enforces them: write bits are needed to write, read bits to read;
+* a fake answers the control verbs that change it for a test (the crash
+  harness's ``crash-after N``) only when it was started for that harness
+  (``fakesys up --harness harness.crash``); others refuse them as unknown.
 
 In-process writes outside the state directory are covered by the audit
 hook of tests/test_fuzz.py; the daemon's fault containment by
@@ -252,3 +255,20 @@ def test_unprivileged_owner_sees_sysfs_modes_and_is_alone():
     finally:
         subprocess.run(as_user + ["down", "--name", name], cwd=ROOT, env=env, capture_output=True)
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_only_a_harness_fake_answers_crash_after(fake_factory):
+    """crash-after patches every media write to kill the daemon: a product
+    fake must not offer it, a fake started for the crash harness must."""
+    import harness      # noqa: F401  (puts this checkout on the daemon's PYTHONPATH)
+    normal = fake_factory("default.toml")
+    assert runtime.control(normal.name, "crash-after 0").strip() == "error unknown command"
+    assert runtime.control(normal.name, "crash-after 5").strip() == "error unknown command"
+    assert runtime.status(normal.name)["harness"] is None
+    crash = fake_factory("default.toml", up_args=("--harness", "harness.crash"))
+    assert runtime.status(crash.name)["harness"] == "harness.crash"
+    assert runtime.control(crash.name, "crash-after x").strip() == "error unknown command"
+    assert runtime.control(crash.name, "crash-after 0").strip() == "ok"      # 0 disarms
+    assert crash.sys("bus/nd/devices/region0/size")       # still serving, nothing killed
+    assert runtime.control(normal.name, "status")         # read-only verbs stay for both
+    assert json.loads(runtime.control(crash.name, "check"))["violations"] == []

@@ -39,7 +39,6 @@ from fakesys.dev.daxmedia import DaxMedia
 from fakesys.dev.modprobe import modprobe
 from fakesys.dev.opentrap import DaxOpens
 from fakesys.fuse.server import Server, mount_options, serve
-from fakesys.kernel.invariants import control_reply
 from fakesys.machine import Machine
 from fakesys.udev import Udev
 from fakesys.topology import load
@@ -120,6 +119,9 @@ async def _status(ctl: Control, req: Request) -> bool:
 
 async def _diagnose(ctl: Control, req: Request, cmd: str) -> None:
     """The model's invariants or what each attribute shows now (kernel/invariants.py)."""
+    # imported on first use: some 7 ms of every daemon start (and so of
+    # `fakesys up`) for a module only tests and harnesses ask for
+    from fakesys.kernel.invariants import control_reply
     reply = control_reply(cmd, ctl.machine.kernel, ctl.server)
     await req.reply(json.dumps(reply))
 

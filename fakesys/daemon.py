@@ -236,6 +236,7 @@ async def _serve(server: Server, mnt: str, options: set[str], cancel: trio.Cance
 
 
 async def _main(args: argparse.Namespace) -> None:
+    table = verbs(args.harness)   # before mounting: a --harness that does not import stops here
     topology = load(args.topology)
     machine = Machine(topology, args.state)
     rundir = args.rundir
@@ -258,9 +259,10 @@ async def _main(args: argparse.Namespace) -> None:
             async with trio.open_nursery() as nursery:
                 await nursery.start(_serve, server, mnt, mount_options(f"fakesys-{args.name}"),
                                     cancel)
-                ctl = Control(rundir, machine, cancel, args.topology, args.state, bridge, power, server,
-                              args.harness)
-                nursery.start_soon(_control, ctl, verbs(args.harness))
+                ctl = Control(rundir=rundir, machine=machine, cancel=cancel, topology_path=args.topology,
+                              state=args.state, bridge=bridge, power=power, server=server,
+                              harness=args.harness)
+                nursery.start_soon(_control, ctl, table)
                 nursery.start_soon(run_timers, machine.kernel, server)
                 Udev(machine.kernel, nursery, server.changed)
                 if bridge is not None:

@@ -114,3 +114,21 @@ def test_replay_of_a_golden_session(installed, tmp_path):
     proc = _fakesys(installed, "replay", str(golden), timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert proc.stdout.splitlines()[-1] == "match: 33/33 (100%)"
+
+
+def test_one_copy_of_each_topology_in_the_package(monkeypatch, tmp_path):
+    """devices/ is the package's topologies/ (a symlink in git), the default
+    is one of them, and the CLI takes a shipped topology by its name."""
+    import fakesys
+    devices = os.path.join(ROOT, "devices")
+    assert os.path.islink(devices) and os.path.samefile(devices, fakesys.TOPOLOGY_DIR)
+    assert os.path.dirname(fakesys.DEFAULT_TOPOLOGY) == fakesys.TOPOLOGY_DIR
+    assert not os.path.exists(os.path.join(ROOT, "fakesys", "data", "default.toml"))
+    assert fakesys.topology_path(None) == fakesys.DEFAULT_TOPOLOGY
+    for name in ("nfit_test", "nfit_test.toml"):
+        assert fakesys.topology_path(name) == os.path.join(fakesys.TOPOLOGY_DIR, "nfit_test.toml")
+    monkeypatch.chdir(ROOT)
+    assert fakesys.topology_path("devices/e820.toml") == os.path.join(devices, "e820.toml")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nfit_test").write_text("")            # a file there wins over the shipped name
+    assert fakesys.topology_path("nfit_test") == str(tmp_path / "nfit_test")

@@ -46,6 +46,7 @@ import trio
 from fakesys.dev.opentrap import OPEN_SYSCALLS
 from fakesys.dev.pty import PtyNumbers
 from fakesys.errors import Errno
+from fakesys.kernel.fs.char_dev import set_chrdev_numbers
 from fakesys.sandbox.seccomp import AUDIT_ARCH_X86_64, SYS_ioctl, Listener, ProcessMemory
 
 log = logging.getLogger("fakesys.dev")
@@ -75,7 +76,7 @@ class IoctlBridge:
         self._stopping = False
         self.after_change = None  # async callable run after a command that changed the model
         with self.numbers.batch():
-            kernel.set_chrdev_numbers(self.numbers)
+            set_chrdev_numbers(kernel, self.numbers)
 
     # -- lifetime --------------------------------------------------------------
 

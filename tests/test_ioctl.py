@@ -15,6 +15,9 @@ import struct
 import pytest
 
 from fakesys.errors import Errno
+from fakesys.kernel.base.core import device_del
+from fakesys.kernel.base.dd import device_attach, device_release_driver
+from fakesys.kernel.fs.char_dev import set_chrdev_numbers
 from fakesys.kernel.nvdimm import ioctl as nd
 from fakesys.machine import Machine
 from fakesys.sysfs.kernfs import Link
@@ -76,7 +79,7 @@ def region_of(machine, dimm):
 
 
 def disable_regions(machine, dimm) -> None:
-    machine.kernel.device_release_driver(region_of(machine, dimm))
+    device_release_driver(region_of(machine, dimm))
     assert dimm.busy == 0
 
 
@@ -179,8 +182,8 @@ def test_set_config_data_writes_the_store_not_the_cache(machine, nmem0):
     assert struct.unpack_from("<I", c.mem, 8 + MAX_XFER)[0] == 0      # status
     assert nmem0.lsa.read(256, MAX_XFER) == b"A" * MAX_XFER
     assert nmem0.ndd.labels.data == cached                           # stale until re-probed
-    machine.kernel.device_release_driver(nmem0)
-    machine.kernel.device_attach(nmem0)
+    device_release_driver(nmem0)
+    device_attach(nmem0)
     assert nmem0.ndd.labels.data[256:256 + MAX_XFER] == b"A" * MAX_XFER
 
 
@@ -252,7 +255,7 @@ def test_dimm_flags_when_in_the_mask(nmem0):
 
 
 def test_gone_device_is_enxio(machine, nmem0):
-    machine.kernel.device_del(nmem0)
+    device_del(nmem0)
     assert errno_of(nmem0, nd.ND_CMD_GET_CONFIG_SIZE, Caller(12)) == errno.ENXIO
 
 
@@ -365,7 +368,7 @@ def test_default_numbers_are_the_61_ones(machine):
 
 def test_installed_numbers_move_dev_uevent_links_and_nodes(machine):
     numbers = FakeNumbers()
-    machine.kernel.set_chrdev_numbers(numbers)
+    set_chrdev_numbers(machine.kernel, numbers)
     assert read(machine, "nmem0/dev") == "136:41\n"
     assert "MAJOR=136\nMINOR=41\n" in read(machine, "nmem0/uevent")
     assert machine.tree.root.walk("sys/dev/char/245:0") is None
@@ -374,11 +377,11 @@ def test_installed_numbers_move_dev_uevent_links_and_nodes(machine):
     assert read(machine, "ndctl0/dev") == "246:0\n"   # not claimed
     assert not isinstance(machine.tree.root.walk("dev/ndctl0"), Link)
     nmem1 = machine.kernel.nd.bus.devices["nmem1"]
-    machine.kernel.device_del(nmem1)
+    device_del(nmem1)
     assert numbers.released == ["nmem1"]
     assert machine.tree.root.walk("dev/nmem1") is None
     assert machine.tree.root.walk("sys/dev/char/136:42") is None
-    machine.kernel.set_chrdev_numbers(None)
+    set_chrdev_numbers(machine.kernel, None)
     assert read(machine, "nmem0/dev") == "245:0\n"
     assert not isinstance(machine.tree.root.walk("dev/nmem0"), Link)
 

@@ -17,14 +17,14 @@ For each trapped ``ioctl(fd, cmd, arg)``:
    not one of our nodes gets SECCOMP_USER_NOTIF_FLAG_CONTINUE: the real
    syscall runs as if never trapped.
 2. ``/proc/PID/fdinfo/N`` tells whether the file was opened read-only.
-3. The handler for the node's chrdev name (``HANDLERS``) prepares the
+3. The handler for the node's chrdev name (dev/ioctls.py) prepares the
    request from the caller's buffer (this thread), the notification is
    checked to be still valid, the handler dispatches it (trio thread), the
    buffer is copied back and the return value or errno is sent.
 
 A handler is a module or object with ``prepare(device, nr, read)`` and
 ``dispatch(device, request, read_only)``, where ``request.buf`` is what to
-copy back (see kernel/nvdimm/ioctl.py).
+copy back (see kernel/nvdimm/ioctl.py); dev/ioctls.py registers them.
 
 Measured on a 2-vCPU VM (bench/ioctl.py): a served ioctl costs 110-230 µs
 (median), of which ~12 µs is the trap itself (a trapped ioctl answered
@@ -43,21 +43,14 @@ import threading
 
 import trio
 
+from fakesys.dev import ioctls
 from fakesys.dev.opentrap import OPEN_SYSCALLS
 from fakesys.dev.pty import PtyNumbers
 from fakesys.errors import Errno
+from fakesys.kernel.fs.char_dev import set_chrdev_numbers
 from fakesys.sandbox.seccomp import AUDIT_ARCH_X86_64, SYS_ioctl, Listener, ProcessMemory
 
 log = logging.getLogger("fakesys.dev")
-
-
-def _nd_handler():
-    from fakesys.kernel.nvdimm import ioctl
-    return ioctl
-
-
-#: chrdev region name (as given to register_chrdev) -> factory of its handler
-HANDLERS = {"ndctl": _nd_handler, "dimmctl": _nd_handler}
 
 
 class IoctlBridge:
@@ -67,7 +60,7 @@ class IoctlBridge:
                  handlers: dict | None = None, opens=None) -> None:
         self.kernel = kernel
         self.opens = opens  # answers trapped O_RDWR opens (opentrap.DaxOpens), or None
-        self.handlers = {name: make() for name, make in (handlers or HANDLERS).items()}
+        self.handlers = handlers if handlers is not None else ioctls.handlers()
         self.numbers = PtyNumbers(set(self.handlers))
         self.token = trio_token or trio.lowlevel.current_trio_token()
         self._threads: list[threading.Thread] = []
@@ -75,7 +68,7 @@ class IoctlBridge:
         self._stopping = False
         self.after_change = None  # async callable run after a command that changed the model
         with self.numbers.batch():
-            kernel.set_chrdev_numbers(self.numbers)
+            set_chrdev_numbers(kernel, self.numbers)
 
     # -- lifetime --------------------------------------------------------------
 

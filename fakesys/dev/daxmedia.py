@@ -26,6 +26,8 @@ import os
 import shutil
 import tempfile
 
+from fakesys.kernel.dax.bus import DevDax
+
 log = logging.getLogger("fakesys.dev")
 
 # open flags kept for the media fd; the rest (O_CREAT, O_EXCL, O_TRUNC,
@@ -86,7 +88,6 @@ class DaxMedia:
         return fd
 
     def _devnode_changed(self, node, removed: bool) -> None:
-        from fakesys.kernel.dax.bus import DevDax
         dev = node.device
         if not removed or not isinstance(dev, DevDax) or dev.region.persistent_id is not None:
             return

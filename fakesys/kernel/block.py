@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from fakesys.errors import Errno
+from fakesys.kernel.base.class_ import Class
 from fakesys.kernel.base.core import (
-    RO, RW, Attribute, AttributeGroup, Class, Device, DeviceType,
+    RO, RW, Attribute, AttributeGroup, Device, device_add, device_del, DeviceType,
 )
 from fakesys.kernel.memregion import ida_alloc
 from fakesys.kernel.parse import kstrtobool
@@ -195,9 +196,9 @@ def add_disk(disk: Gendisk) -> Gendisk:
     kernel = disk.kernel
     bdi = Bdi(kernel, f"{disk.devt[0]}:{disk.devt[1]}", None, cls=kernel.classes["bdi"])
     bdi.groups = [Bdi.groups_]
-    kernel.device_add(bdi)
+    device_add(bdi)
     disk.bdi = bdi
-    kernel.device_add(disk)
+    device_add(disk)
     assert disk.kobj is not None
     disk.kobj.mkdir("holders")
     disk.kobj.mkdir("slaves")
@@ -209,9 +210,9 @@ def add_disk(disk: Gendisk) -> Gendisk:
 def del_gendisk(disk: Gendisk) -> None:
     kernel = disk.kernel
     kernel.sys_block.remove(disk.name)
-    kernel.device_del(disk)
+    device_del(disk)
     if disk.bdi is not None:
-        kernel.device_del(disk.bdi)
+        device_del(disk.bdi)
     block_class(kernel).minors.discard(disk.devt[1])
 
 

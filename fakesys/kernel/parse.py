@@ -74,3 +74,21 @@ def kstrtobool(s: str) -> bool:
         if s[1:2] in ("f", "F"):
             return False
     raise Errno(errno.EINVAL, "not a boolean")
+
+
+class StoreBuf(str):
+    """The text a store sees, with ``count``: the byte count of the write."""
+
+    count: int
+
+
+def parse_store(data: bytes) -> StoreBuf:
+    """What a C store sees: the buffer up to the first NUL (and the count)."""
+    buf = StoreBuf(data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape"))
+    buf.count = len(data)
+    return buf
+
+
+def strip_newline(buf: str) -> str:
+    """sysfs_streq() semantics: one trailing newline does not count."""
+    return buf[:-1] if buf.endswith("\n") else buf

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fakesys.kernel.base.core import RO, AttributeGroup, Bus, Device, Driver
+from fakesys.kernel.base.bus import Bus
+from fakesys.kernel.base.core import RO, AttributeGroup, Device, device_add
+from fakesys.kernel.base.driver import Driver
 from fakesys.sysfs.kernfs import Dir
 
 if TYPE_CHECKING:
@@ -109,7 +111,7 @@ def virtio_bus(kernel: "Kernel") -> VirtioBus:
 def register_virtio_device(kernel: "Kernel", dev: VirtioDevice) -> VirtioDevice:
     """register_virtio_device(): the device is reset, then acknowledged."""
     dev.status = S_ACKNOWLEDGE
-    kernel.device_add(dev)
+    device_add(dev)
     return dev
 
 

@@ -14,6 +14,9 @@ import ctypes
 import os
 import sys
 
+from fakesys.dev.ioctls import trapped_types
+from fakesys.sandbox import seccomp
+
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 MS_RDONLY = 1
@@ -151,10 +154,10 @@ def enter(mnt: str) -> None:
 
 
 def trap_ioctls(mnt: str) -> None:
-    """Send the nd ioctls of this process (and its children) to the daemon of ``mnt``."""
-    from fakesys.sandbox.seccomp import trap_ioctls as trap
+    """Send the ioctls the bridge serves (dev/ioctls.py) of this process and
+    its children to the daemon of ``mnt``."""
     try:
-        trap(os.path.join(os.path.dirname(mnt), "ctl"))
+        seccomp.trap_ioctls(os.path.join(os.path.dirname(mnt), "ctl"), trapped_types())
     except OSError as e:
         print(f"fakesys run: nd ioctls will fail: {e.strerror or e}", file=sys.stderr)
 

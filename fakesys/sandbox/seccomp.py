@@ -32,6 +32,7 @@ import platform
 import socket
 import struct
 from dataclasses import dataclass
+from typing import Sequence
 
 from fakesys.errors import Errno
 from fakesys.runtime import recv_line
@@ -69,7 +70,6 @@ _AND_K = 0x54
 _RET_K = 0x06
 _O_ACCMODE, _O_RDWR = 3, 2
 
-ND_IOCTL_TYPE = 0x4E          # 'N'
 CONTROL_COMMAND = b"seccomp\n"
 
 _NOTIF = struct.Struct("<QII iI Q 6Q")   # id, pid, flags, nr, arch, ip, args[6]
@@ -112,13 +112,15 @@ def supported() -> bool:
     return platform.machine() == "x86_64"
 
 
-def ioctl_filter() -> list[tuple[int, int, int, int]]:
+def ioctl_filter(types: Sequence[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
     """The BPF program: (code, jt, jf, k) per instruction.
 
     Offsets are in struct seccomp_data: nr at 0, arch at 4, args[i] at
-    16 + 8*i (the low half first).  ``cmd & 0xFFC0 == 0x4E00`` is "type 'N'
-    and number < 0x40"; the size and direction bits are left out, as the
-    kernel ignores them for these commands.  ``flags & O_ACCMODE == O_RDWR``
+    16 + 8*i (the low half first).  ``types`` lists (type, nr_count) of
+    the ioctls to trap: ``cmd & (0xFFFF & ~(nr_count - 1)) == type << 8``
+    is "this type, number below nr_count" (e.g. 0xFFC0 and 0x4E00: 'N'
+    below 0x40); the size and direction bits are left out, as the kernel
+    ignores them for these commands.  ``flags & O_ACCMODE == O_RDWR``
     picks the opens that may be an application's open of a dax device.
     """
     prog: list = []
@@ -138,9 +140,13 @@ def ioctl_filter() -> list[tuple[int, int, int, int]]:
     emit(_JEQ_K, SYS_open, "open", None)
     emit(_JEQ_K, SYS_openat2, "notify", "allow")
     label("ioctl")
-    emit(_LD_W_ABS, 16 + 8 * 1)                                  # A = low 32 bits of cmd
-    emit(_AND_K, 0xFFC0)
-    emit(_JEQ_K, ND_IOCTL_TYPE << 8, "notify", "allow")
+    for i, (ioc_type, nr_count) in enumerate(types):
+        emit(_LD_W_ABS, 16 + 8 * 1)                              # A = low 32 bits of cmd
+        emit(_AND_K, 0xFFFF & ~(nr_count - 1))
+        emit(_JEQ_K, ioc_type << 8, "notify", f"ioctl{i + 1}" if i + 1 < len(types) else "allow")
+        label(f"ioctl{i + 1}")
+    if not types:
+        emit(_JEQ_K, 0, "allow", "allow")
     label("openat")
     emit(_LD_W_ABS, 16 + 8 * 2)                                  # A = flags of openat
     emit(_AND_K, _O_ACCMODE)
@@ -187,16 +193,16 @@ def deny_module_loading() -> None:
         _set_filter(module_filter(), 0)
 
 
-def install_listener() -> int:
+def install_listener(types: Sequence[tuple[int, int]]) -> int:
     """In the calling (single-threaded) process: install the filter, return the listener fd."""
     flags = SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
     try:
-        return _set_filter(ioctl_filter(), flags)
+        return _set_filter(ioctl_filter(types), flags)
     except SeccompError as e:
         if e.errno != errno.EINVAL:
             raise
         # kernel < 5.19
-        return _set_filter(ioctl_filter(), flags & ~SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV)
+        return _set_filter(ioctl_filter(types), flags & ~SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV)
 
 
 def _set_filter(insns: list[tuple[int, int, int, int]], flags: int) -> int:
@@ -215,8 +221,9 @@ def _set_filter(insns: list[tuple[int, int, int, int]], flags: int) -> int:
     return int(rc)
 
 
-def trap_ioctls(control_path: str, timeout: float = 10.0) -> None:
-    """Launcher side: hand a new listener for this process to the daemon at ``control_path``.
+def trap_ioctls(control_path: str, types: Sequence[tuple[int, int]], timeout: float = 10.0) -> None:
+    """Launcher side: hand a new listener for this process to the daemon at
+    ``control_path``; ``types`` are the ioctls to trap (see :func:`ioctl_filter`).
 
     Raises SeccompError (OSError) if that is not possible; once the filter
     is installed but the daemon refused it (or answered ``off``: it runs
@@ -228,7 +235,7 @@ def trap_ioctls(control_path: str, timeout: float = 10.0) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(control_path)
-        listener = install_listener()
+        listener = install_listener(types)
         try:
             socket.send_fds(sock, [CONTROL_COMMAND], [listener])
         finally:

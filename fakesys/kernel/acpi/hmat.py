@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fakesys.kernel.base.core import RO, AttributeGroup, Device
+from fakesys.kernel.base.core import RO, AttributeGroup, Device, device_add
 from fakesys.kernel.base.node import POWER_NOCB_GROUP, NodeDevice
 from fakesys.sysfs.kernfs import File, Link
 
@@ -158,7 +158,7 @@ class Hmat:
         dev = node.access.get(access)
         if dev is None or not dev.registered:
             dev = AccessNode(node, access)
-            self.kernel.device_add(dev)
+            device_add(dev)
             assert dev.kobj is not None
             dev.kobj.mkdir("initiators")
             dev.kobj.mkdir("targets")
@@ -190,8 +190,8 @@ class Hmat:
         """node_add_cache()."""
         if node.cache_root is None or not node.cache_root.registered:
             node.cache_root = CacheRoot(node)
-            self.kernel.device_add(node.cache_root)
-        self.kernel.device_add(CacheIndex(node.cache_root, cache))
+            device_add(node.cache_root)
+        device_add(CacheIndex(node.cache_root, cache))
 
     # -- memory notifier --------------------------------------------------------
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from fakesys.kernel.base.core import RO, RW, Attribute, AttributeGroup, Bus, Device, Driver
+from fakesys.kernel.base.bus import Bus
+from fakesys.kernel.base.core import RO, RW, Attribute, AttributeGroup, Device, device_add
+from fakesys.kernel.base.dd import device_attach
+from fakesys.kernel.base.driver import Driver, driver_register
 from fakesys.kernel.nvdimm.bus import BUS_CMD_NAMES, DIMM_CMD_NAMES, NvdimmBus, libnvdimm
 from fakesys.kernel.nvdimm.dimm import LsaIo, Nvdimm
 from fakesys.kernel.nvdimm.label import LabelArea, NfitSetInfo, interleave_set_cookies
@@ -174,7 +177,7 @@ def _acpi_device_tree(kernel: "Kernel", spec: BusSpec) -> Device:
         RO("modalias", lambda d: "acpi:ACPI0012:\n"),
         RO("path", lambda d: "\\_SB_.NVDR\n"),
     ])]
-    kernel.device_add(dev, probe=False)
+    device_add(dev, probe=False)
     if not kernel.version.nfit_platform_driver:
         platform_node = platform_dir.mkdir("ACPI0012:00")
         dev.kobj.add(Link("physical_node", platform_node))
@@ -184,9 +187,9 @@ def _acpi_device_tree(kernel: "Kernel", spec: BusSpec) -> Device:
             RO("adr", lambda d, s=slot: f"0x{s + 1:08x}\n"),
             RO("path", lambda d, s=slot: f"\\_SB_.NVDR.NV{s:02X}\n"),
         ])]
-        kernel.device_add(child, probe=False)
+        device_add(child, probe=False)
     nfit_module_init(kernel)
-    kernel.device_attach(dev)
+    device_attach(dev)
     return dev
 
 
@@ -194,7 +197,7 @@ def nfit_module_init(kernel: "Kernel") -> None:
     """What loading the nfit module does: the ACPI driver and the parameters."""
     acpi = _acpi(kernel)
     if "nfit" not in acpi.drivers:
-        kernel.driver_register(NfitDriver(kernel, acpi))
+        driver_register(NfitDriver(kernel, acpi))
     params = kernel.module_dir("nfit").mkdir("parameters")
     for name, mode, value in (("default_dsm_family", 0o444, "-1"), ("disable_vendor_specific", 0o444, "N"),
                               ("force_enable_dimms", 0o644, "N"), ("force_labels", 0o444, "N"),
@@ -237,7 +240,7 @@ def nfit_register(kernel: "Kernel", spec: BusSpec, stores, parent=None) -> Nvdim
         if bus.cmd_mask & ars == ars:
             state.scrubber = Scrubber(kernel, bus, state.fw,
                                       [(r.spa, r.size) for r in spec.regions if r.dimms])
-    kernel.device_add(bus)
+    device_add(bus)
     if state.scrubber is not None:
         nfit_dir = bus.kobj.get("nfit")
         state.scrubber.attr = nfit_dir.get("scrub") if nfit_dir is not None else None
@@ -255,7 +258,7 @@ def nfit_register(kernel: "Kernel", spec: BusSpec, stores, parent=None) -> Nvdim
         dimm.spec = dspec
         _dimm_smart(dimm, dspec)
         dimms[dspec.name] = dimm
-        kernel.device_add(dimm)
+        device_add(dimm)
     regions = []
     for rspec in spec.regions:
         members = [dimms[name] for name in rspec.dimms]
@@ -284,7 +287,7 @@ def nfit_register(kernel: "Kernel", spec: BusSpec, stores, parent=None) -> Nvdim
     if state.scrubber is not None:
         state.scrubber.register()       # the short ARS before the regions probe
     for region in order:
-        kernel.device_attach(region)
+        device_attach(region)
     return bus
 
 

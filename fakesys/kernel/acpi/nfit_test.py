@@ -23,7 +23,8 @@ import struct
 
 from fakesys.errors import Errno
 from fakesys.kernel.acpi import nfit_fw as fw
-from fakesys.kernel.base.core import Driver
+from fakesys.kernel.base.core import device_add, device_del
+from fakesys.kernel.base.driver import Driver, driver_register, driver_unregister
 from fakesys.kernel.base.platform import PlatformDevice, platform_bus
 
 ND_CMD_ARS_CAP = 1
@@ -210,7 +211,8 @@ def _stores(spec):
 
 def _test_dimms(kernel, pdev) -> None:
     """The nfit_test_dimm class devices (command-failure injection knobs)."""
-    from fakesys.kernel.base.core import RO, RW, WO, AttributeGroup, Class, Device
+    from fakesys.kernel.base.core import AttributeGroup, Device, RO, RW, WO
+    from fakesys.kernel.base.class_ import Class
     got = HANDLES.get(int(pdev.name.rpartition(".")[2]))
     if got is None:
         return
@@ -232,7 +234,7 @@ def _test_dimms(kernel, pdev) -> None:
             RW("fail_cmd_code", lambda d, k=knobs: f"{k['fail_cmd_code']}\n", store("fail_cmd_code", 0)),
             WO("lock_dimm", lambda d, b: None),
         ])]
-        kernel.device_add(dev, probe=False)
+        device_add(dev, probe=False)
 
 
 def is_loaded(kernel) -> bool:
@@ -258,9 +260,9 @@ def load(machine, topology) -> None:
     for name in specs:
         base, _, idx = name.rpartition(".")
         dev = PlatformDevice(kernel, base, int(idx))
-        kernel.device_add(dev, probe=False)
+        device_add(dev, probe=False)
         devices.append(dev)
-    kernel.driver_register(drv)
+    driver_register(drv)
     machine.nfit_test = (drv, devices)
 
 
@@ -276,20 +278,10 @@ def unload(machine) -> None:
         if bus is not None and any(r.driver is not None for r in bus.regions()):
             raise Errno(errno.EBUSY, "Module nfit_test is in use")
     for dev in devices:
-        kernel.device_del(dev)
-    kernel.driver_unregister(drv) if hasattr(kernel, "driver_unregister") else _driver_unregister(kernel, drv)
+        device_del(dev)
+    driver_unregister(drv)
     kernel.sys_module.remove(MODULE)
     if kernel.classes.pop("nfit_test_dimm", None) is not None:
         kernel.sys_class.remove("nfit_test_dimm")
-    loaded = getattr(kernel, "_modules", {})
-    loaded.pop(MODULE, None)
+    kernel.modules.pop(MODULE, None)
     machine.nfit_test = None
-
-
-def _driver_unregister(kernel, drv) -> None:
-    bus = drv.bus
-    bus.drivers.pop(drv.name, None)
-    bus.drivers_dir.remove(drv.name)
-    mod = kernel.sys_module.get(drv.module)
-    if mod is not None and mod.get("drivers") is not None:
-        mod.get("drivers").remove(f"{bus.name}:{drv.name}")

@@ -1,27 +1,34 @@
-"""The driver core: devices, buses, drivers, classes and their sysfs layout.
+"""Devices, their attributes and their sysfs layout (drivers/base/core.c).
 
-The counterpart of drivers/base/{core,bus,dd,class}.c.  Device types
-declare their attributes in groups with an ``is_visible`` callback, as the
-kernel does; this module turns them into kernfs nodes, adds the standard
-files (``uevent``, ``dev``, ``subsystem``, ``driver``, ``device``), the
-``/sys/bus``, ``/sys/class`` and ``/sys/dev`` links, binds drivers on probe
-and through ``bind``/``unbind``, and logs uevents.
+Device types declare their attributes in groups with an ``is_visible``
+callback, as the kernel does; :func:`device_add` turns them into kernfs
+nodes, adds the standard files (``uevent``, ``dev``, ``subsystem``,
+``device``), the ``/sys/bus``, ``/sys/class`` and ``/sys/dev`` links and
+the device node, announces the device and offers it to its bus's drivers.
+The rest of the driver core is beside it as in drivers/base/: buses in
+bus.py, binding in dd.py, drivers in driver.py, classes in class_.py.
 """
 
 from __future__ import annotations
 
 import errno
-import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from fakesys.errors import Errno
-from fakesys.sysfs.kernfs import Dir, File, Link, Node
+from fakesys.kernel.base import devtmpfs
+from fakesys.kernel.base.bus import bus_probe_device
+from fakesys.kernel.base.dd import device_release_driver
+from fakesys.kernel.base.uevent import ACTIONS, kobject_uevent
+from fakesys.kernel.fs import char_dev
+from fakesys.kernel.parse import parse_store, strip_newline
+from fakesys.sysfs.kernfs import Dir, File, Link
 
 if TYPE_CHECKING:
+    from fakesys.kernel.base.bus import Bus
+    from fakesys.kernel.base.class_ import Class
+    from fakesys.kernel.base.driver import Driver
     from fakesys.kernel.kernel import Kernel
-
-log = logging.getLogger("fakesys.kernel")
 
 ShowFn = Callable[["Device"], str]
 StoreFn = Callable[["Device", str], None]
@@ -68,24 +75,6 @@ class DeviceType:
 
     name: str | None
     groups: list[AttributeGroup] = field(default_factory=list)
-
-
-class StoreBuf(str):
-    """The text a store sees, with ``count``: the byte count of the write."""
-
-    count: int
-
-
-def parse_store(data: bytes) -> StoreBuf:
-    """What a C store sees: the buffer up to the first NUL (and the count)."""
-    buf = StoreBuf(data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape"))
-    buf.count = len(data)
-    return buf
-
-
-def strip_newline(buf: str) -> str:
-    """sysfs_streq() semantics: one trailing newline does not count."""
-    return buf[:-1] if buf.endswith("\n") else buf
 
 
 class Device:
@@ -141,9 +130,9 @@ class Device:
 
     def uevent_store(self, buf: str) -> None:
         action = strip_newline(buf).split(" ", 1)[0]
-        if action not in ("add", "remove", "change", "move", "online", "offline", "bind", "unbind"):
+        if action not in ACTIONS:
             raise Errno(errno.EINVAL, f"unknown uevent action {action!r}")
-        self.kernel.uevent(action, self)
+        kobject_uevent(self, action)
 
     @property
     def parent_device(self) -> "Device | None":
@@ -158,10 +147,10 @@ class Device:
         """sysfs_update_group(): re-evaluate ``is_visible`` for one group."""
         if self.kobj is None:
             return
-        _populate_group(self, self.kobj, group, update=True)
+        populate_group(self, self.kobj, group, update=True)
 
 
-def _attr_file(dev: Device, attr: Attribute, mode: int) -> File:
+def attr_file(dev: Device, attr: Attribute, mode: int) -> File:
     show = (lambda: attr.show(dev)) if attr.show is not None else None
     store = None
     if attr.store is not None:
@@ -170,7 +159,7 @@ def _attr_file(dev: Device, attr: Attribute, mode: int) -> File:
     return File(attr.name, mode, show, store)
 
 
-def _populate_group(dev: Device, kobj: Dir, group: AttributeGroup, update: bool = False) -> None:
+def populate_group(dev: Device, kobj: Dir, group: AttributeGroup, update: bool = False) -> None:
     where = kobj.mkdir(group.name) if group.name else kobj
     for attr in group.attrs:
         mode = attr.mode
@@ -182,7 +171,7 @@ def _populate_group(dev: Device, kobj: Dir, group: AttributeGroup, update: bool 
                 continue
             where.remove(attr.name)
         if mode:
-            where.add(_attr_file(dev, attr, mode))
+            where.add(attr_file(dev, attr, mode))
 
 
 POWER_GROUP = AttributeGroup([
@@ -202,110 +191,100 @@ def _eio() -> str:
     raise Errno(errno.EIO)
 
 
-class Bus:
-    """struct bus_type with its /sys/bus/NAME directory."""
-
-    def __init__(self, kernel: "Kernel", name: str) -> None:
-        self.kernel = kernel
-        self.name = name
-        self.devices: dict[str, Device] = {}
-        self.drivers: dict[str, Driver] = {}
-        self.autoprobe = True
-        self.dir = kernel.sys_bus.mkdir(name)
-        self.devices_dir = self.dir.mkdir("devices")
-        self.drivers_dir = self.dir.mkdir("drivers")
-        self.dir.add(File("drivers_autoprobe", 0o644, self._autoprobe_show, self._autoprobe_store))
-        self.dir.add(File("drivers_probe", 0o200, None, self._drivers_probe_store))
-        self.dir.add(File("uevent", 0o200, None, lambda data: None))
-
-    def match(self, dev: Device, drv: "Driver") -> bool:
-        return False
-
-    def uevent_env(self, dev: Device) -> list[str]:
-        return []
-
-    def probe(self, dev: Device, drv: "Driver") -> None:
-        """The bus's probe wrapper (e.g. nvdimm_bus_probe); default: the driver's."""
-        drv.probe(dev)
-
-    def remove(self, dev: Device, drv: "Driver") -> None:
-        drv.remove(dev)
-
-    def find(self, buf: str) -> Device | None:
-        return self.devices.get(strip_newline(buf))
-
-    def _autoprobe_show(self) -> str:
-        return f"{int(self.autoprobe)}\n"
-
-    def _autoprobe_store(self, data: bytes) -> None:
-        s = parse_store(data)
-        if s[:1] == "0":
-            self.autoprobe = False
-        elif s[:1] == "1":
-            self.autoprobe = True
-
-    def _drivers_probe_store(self, data: bytes) -> None:
-        dev = self.find(parse_store(data))
-        if dev is None:
-            raise Errno(errno.ENODEV, "no such device")
-        if dev.driver is None:
-            self.kernel.device_attach(dev)
-
-
-class Class:
-    """struct class with its /sys/class/NAME directory."""
-
-    def __init__(self, kernel: "Kernel", name: str) -> None:
-        self.kernel = kernel
-        self.name = name
-        self.dir = kernel.sys_class.mkdir(name)
-
-    def uevent_env(self, dev: Device) -> list[str]:
-        return []
-
-
-class Driver:
-    """struct device_driver: ``probe`` raises Errno to refuse a device."""
-
-    name = ""
-    module: str | None = ""  # owning module: "" = same name as the driver, None = no owner
-    suppress_bind_attrs = False
-
-    def __init__(self, kernel: "Kernel", bus: Bus) -> None:
-        self.kernel = kernel
-        self.bus = bus
-        self.dir: Dir | None = None
-
-    def probe(self, dev: Device) -> None:
-        pass
-
-    def remove(self, dev: Device) -> None:
-        pass
-
-    def devices(self) -> list[Device]:
-        return [d for d in self.bus.devices.values() if d.driver is self]
-
-    def bind_store(self, data: bytes) -> None:
-        dev = self.bus.find(parse_store(data))
-        if dev is None or not self.bus.match(dev, self):
-            raise Errno(errno.ENODEV, "no such device or driver does not match")
-        if dev.driver is not None:
-            raise Errno(errno.EBUSY, f"{dev.name} is bound to {dev.driver.name}")
-        self.kernel.driver_probe_device(self, dev)
-
-    def unbind_store(self, data: bytes) -> None:
-        dev = self.bus.find(parse_store(data))
-        if dev is None or dev.driver is not self:
-            raise Errno(errno.ENODEV, "device is not bound to this driver")
-        self.kernel.device_release_driver(dev)
-
-
 def iter_devices(devs: Iterable[Device], kind: type) -> Iterator:
     return (d for d in devs if isinstance(d, kind))
 
 
-__all__ = [
-    "Attribute", "AttributeGroup", "DeviceType", "Device", "Bus", "Class", "Driver",
-    "RO", "RW", "WO", "ADMIN_RO", "POWER_GROUP", "parse_store", "strip_newline",
-    "Node", "Link", "iter_devices",
-]
+def _is_block(dev: Device) -> bool:
+    return dev.cls is not None and dev.cls.name == "block"
+
+
+def device_add(dev: Device, probe: bool = True) -> Device:
+    """device_add(): sysfs directory, attributes, links, devnode, uevent, probe."""
+    kernel = dev.kernel
+    parent_dir = get_device_parent(dev)
+    kobj = Dir(dev.name)
+    dev.kobj = kobj
+    kobj.add(File("uevent", 0o644, dev.uevent_show,
+                  lambda b: dev.uevent_store(b.split(b"\0")[0].decode(errors="replace"))))
+    if dev.devt is not None:
+        kobj.add(File("dev", 0o444, lambda: f"{dev.devt[0]}:{dev.devt[1]}\n"))
+    subsystem = dev.bus.dir if dev.bus is not None else dev.cls.dir if dev.cls is not None else None
+    if subsystem is not None:
+        kobj.add(Link("subsystem", subsystem))
+    if dev.cls is not None and dev.parent_device is not None:
+        kobj.add(Link("device", dev.parent_device.kobj))
+    for group in dev.all_groups():
+        populate_group(dev, kobj, group)
+    if dev.pm:
+        populate_group(dev, kobj, POWER_GROUP)
+    parent_dir.add(kobj)
+    if dev.bus is not None:
+        if dev.name in dev.bus.devices:
+            parent_dir.remove(dev.name)
+            raise Errno(errno.EEXIST, f"{dev.bus.name} device {dev.name} exists")
+        dev.bus.devices[dev.name] = dev
+        dev.bus.devices_dir.add(Link(dev.name, kobj))
+    if dev.cls is not None:
+        dev.cls.dir.add(Link(dev.name, kobj))
+    if dev.devt is not None:
+        if _is_block(dev):
+            kernel.sys_dev["b"].add(Link(f"{dev.devt[0]}:{dev.devt[1]}", kobj))
+            devtmpfs.devtmpfs_create_node(kernel, devtmpfs.DevNode(dev.devnode(), "b", dev.devt, dev))
+        else:
+            char_dev.chrdev_publish(dev)
+    if dev.parent_device is not None:
+        dev.parent_device.children.append(dev)
+    dev.registered = True
+    kobject_uevent(dev, "add")
+    if probe:
+        bus_probe_device(dev)
+    return dev
+
+
+def device_del(dev: Device) -> None:
+    """device_del(): unbind, then undo everything device_add did."""
+    if not dev.registered:
+        return
+    for child in list(dev.children):
+        device_del(child)
+    if dev.driver is not None:
+        device_release_driver(dev)
+    dev.registered = False
+    kobject_uevent(dev, "remove")
+    if dev.devt is not None:
+        if _is_block(dev):
+            dev.kernel.sys_dev["b"].remove(f"{dev.devt[0]}:{dev.devt[1]}")
+            devtmpfs.devtmpfs_delete_node(dev.kernel, dev.devnode())
+        else:
+            char_dev.chrdev_unpublish(dev)
+    if dev.cls is not None:
+        dev.cls.dir.remove(dev.name)
+    if dev.bus is not None:
+        dev.bus.devices.pop(dev.name, None)
+        dev.bus.devices_dir.remove(dev.name)
+    assert dev.kobj is not None and dev.kobj.parent is not None
+    glue = dev.kobj.parent
+    glue.remove(dev.name)
+    if dev.cls is not None and dev.parent_device is not None and not glue.children:
+        assert glue.parent is not None
+        glue.parent.remove(glue.name)  # cleanup_glue_dir()
+    if dev.parent_device is not None and dev in dev.parent_device.children:
+        dev.parent_device.children.remove(dev)
+
+
+def get_device_parent(dev: Device) -> Dir:
+    """get_device_parent(): where the device's directory goes, with the
+    class "glue" directory between a bus parent and a class device."""
+    kernel = dev.kernel
+    parent = dev.parent
+    if isinstance(parent, Dir):
+        return parent
+    if parent is None:
+        if dev.cls is not None:
+            return kernel.sys_devices.mkdir("virtual").mkdir(dev.cls.name)
+        return kernel.sys_devices
+    assert parent.kobj is not None, f"{parent} is not registered"
+    if dev.cls is not None and parent.cls is None:
+        return parent.kobj.mkdir(dev.cls.name)
+    return parent.kobj

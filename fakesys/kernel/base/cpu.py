@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fakesys.kernel.base.core import RO, AttributeGroup, Bus, Device
+from fakesys.kernel.base.bus import Bus
+from fakesys.kernel.base.core import RO, AttributeGroup, Device, device_add
 from fakesys.kernel.base.node import SubsysRoot, nodelist
 from fakesys.sysfs.kernfs import Link
 
@@ -47,11 +48,11 @@ class Cpus:
             RO("possible", lambda d: f"{nodelist(ids)}\n"),
             RO("present", lambda d: f"{nodelist(ids)}\n"),
         ])])
-        kernel.device_add(self.root)
+        device_add(self.root)
         self.devices: dict[int, CpuDevice] = {}
         for cpu, nid in self.cpu_nodes.items():
             dev = CpuDevice(self, cpu, nid)
-            kernel.device_add(dev)
+            device_add(dev)
             self.devices[cpu] = dev
 
     def link_node(self, nid: int, node_dev: Device) -> None:

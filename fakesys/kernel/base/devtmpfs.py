@@ -12,12 +12,47 @@ the numbers published in sysfs.  The launcher binds the host's basic nodes
 
 from __future__ import annotations
 
+import errno
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from fakesys.errors import Errno
 from fakesys.sysfs.kernfs import Blob, DeviceNode, Dir, File, Link
 
 if TYPE_CHECKING:
-    from fakesys.kernel.kernel import DevNode, Kernel
+    from fakesys.kernel.base.core import Device
+    from fakesys.kernel.kernel import Kernel
+
+
+
+@dataclass
+class DevNode:
+    """A /dev entry as devtmpfs would create it.
+
+    ``target``, when set, is the path (relative to /dev) of a host node
+    that stands for this one (see fs/char_dev.py's ChrdevNumbers).
+    """
+
+    name: str
+    kind: str  # "c" or "b"
+    devt: tuple[int, int]
+    device: "Device"
+    target: str | None = None
+
+
+def devtmpfs_create_node(kernel: "Kernel", node: DevNode) -> None:
+    """The node appears; whoever serves /dev is told."""
+    kernel.devnodes[node.name] = node
+    for cb in kernel.devnode_listeners:
+        cb(node, False)
+
+
+def devtmpfs_delete_node(kernel: "Kernel", name: str) -> None:
+    node = kernel.devnodes.pop(name, None)
+    if node is not None:
+        for cb in kernel.devnode_listeners:
+            cb(node, True)
+
 
 HOST_NODES = ("null", "zero", "full", "random", "urandom", "tty", "ptmx")
 HOST_DIRS = ("pts", "shm")
@@ -36,7 +71,7 @@ def setup(kernel: "Kernel") -> None:
     kernel.devnode_listeners.append(lambda node, removed: _changed(dev, node, removed))
 
 
-def _changed(dev: Dir, node: "DevNode", removed: bool) -> None:
+def _changed(dev: Dir, node: DevNode, removed: bool) -> None:
     if removed:
         dev.remove(node.name)
         return
@@ -56,16 +91,12 @@ def _changed(dev: Dir, node: "DevNode", removed: bool) -> None:
 
 
 def _write(media, writable, offset: int, data: bytes) -> int:
-    import errno
-    from fakesys.errors import Errno
     if not writable():
         raise Errno(errno.EROFS, "read-only disk")
     return media.write(offset, data)
 
 
 def _no_data(offset: int, length: int) -> bytes:
-    import errno
-    from fakesys.errors import Errno
     raise Errno(errno.EIO, "the BTT data path is not emulated")
 
 

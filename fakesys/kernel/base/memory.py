@@ -42,9 +42,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from fakesys.errors import Errno
-from fakesys.kernel.base.core import RO, RW, WO, AttributeGroup, Bus, Device, strip_newline
+from fakesys.kernel.base.bus import Bus
+from fakesys.kernel.base.core import RO, RW, WO, AttributeGroup, Device, device_add, device_del
 from fakesys.kernel.base.node import SubsysRoot
-from fakesys.kernel.parse import kstrtobool
+from fakesys.kernel.base.uevent import kobject_uevent
+from fakesys.kernel.parse import kstrtobool, strip_newline
 from fakesys.kernel.resource import IORESOURCE_BUSY, IORESOURCE_SYSTEM_RAM
 from fakesys.sysfs.kernfs import Link
 
@@ -185,7 +187,7 @@ class Memory:
         self.bus = kernel.register_bus(Bus(kernel, "memory"))
         self.root = SubsysRoot(kernel, "memory", kernel.sys_devices.mkdir("system"), [MEMORY_ROOT_GROUP])
         self.root.memory = self  # type: ignore[attr-defined]
-        kernel.device_add(self.root)
+        device_add(self.root)
         self.blocks: dict[int, MemoryBlock] = {}
         self.notifiers: list[Callable[[str, MemoryNotify], None]] = []
         self.memmap: dict[int, tuple[int, int]] = {}   # block id -> (node charged, kB)
@@ -212,7 +214,7 @@ class Memory:
             mem.zone = zones.pop() if len(zones) == 1 else None
             mem.state = MEM_ONLINE
             self.blocks[b] = mem
-            self.kernel.device_add(mem)
+            device_add(mem)
         for mem in self.blocks.values():
             self._link(mem)
 
@@ -289,7 +291,7 @@ class Memory:
             if mem.online_type == MMOP_OFFLINE:
                 mem.online_type = MMOP_ONLINE
             self._online(mem, mem.online_type)
-            self.kernel.uevent("online", mem)
+            kobject_uevent(mem, "online")
             return 0
         finally:
             mem.online_type = MMOP_OFFLINE
@@ -298,7 +300,7 @@ class Memory:
         if mem.state == MEM_OFFLINE:
             return 1
         self._offline(mem)
-        self.kernel.uevent("offline", mem)
+        kobject_uevent(mem, "offline")
         return 0
 
     def _node_has(self, nid: int, zones) -> bool:
@@ -377,7 +379,7 @@ class Memory:
             mem = MemoryBlock(self, i, nid)
             mem.hotplugged = True
             self.blocks[i] = mem
-            self.kernel.device_add(mem)
+            device_add(mem)
             kb = bs // MEMMAP_RATIO // 1024
             self.memmap[i] = (nodes.charge(nid, kb), kb)
         if new_node:
@@ -404,7 +406,7 @@ class Memory:
             node = self.kernel.nodes.devices.get(mem.nid)
             if node is not None and node.kobj is not None:
                 node.kobj.remove(mem.name)
-            self.kernel.device_del(mem)
+            device_del(mem)
             charged, kb = self.memmap.pop(i, (-1, 0))
             self.kernel.nodes.uncharge(charged, kb)
         res = self.resources.pop(start, None)

@@ -51,10 +51,16 @@ class Module:
 
 def module_load(kernel: "Kernel", name: str) -> Module:
     """The module ``name`` is loaded (once): returns its record."""
-    loaded = getattr(kernel, "_modules", None)
-    if loaded is None:
-        loaded = kernel._modules = {}
-    mod = loaded.get(name)
+    mod = kernel.modules.get(name)
     if mod is None:
-        mod = loaded[name] = Module(kernel, name)
+        mod = kernel.modules[name] = Module(kernel, name)
     return mod
+
+
+def request_module(kernel: "Kernel", alias: str, load: Callable[[], None]) -> None:
+    """request_module(): a device whose modalias names a module that is not
+    loaded; udev (user space) loads it, asynchronously, after the add event."""
+    if kernel.udev is None:
+        load()
+    else:
+        kernel.udev(alias, load, kernel.current_pid)

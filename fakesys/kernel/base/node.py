@@ -24,7 +24,10 @@ import errno
 from typing import TYPE_CHECKING
 
 from fakesys.errors import Errno
-from fakesys.kernel.base.core import RO, WO, Attribute, AttributeGroup, Bus, Device
+from fakesys.kernel.base.bus import Bus
+from fakesys.kernel.base.core import (
+    RO, WO, Attribute, AttributeGroup, Device, device_add, device_del,
+)
 from fakesys.kernel.mm import meminfo as mi
 from fakesys.sysfs.kernfs import Dir, File, Link
 
@@ -146,7 +149,7 @@ class Nodes:
         system = kernel.sys_devices.mkdir("system")
         self.root_dev = SubsysRoot(kernel, "node", system, [ROOT_GROUP])
         self.root_dev.nodes = self  # type: ignore[attr-defined]
-        kernel.device_add(self.root_dev)
+        device_add(self.root_dev)
         self.root = self.root_dev
         self.possible: set[int] = {n.id for n in spec.nodes}
         self.online: set[int] = set()
@@ -234,7 +237,7 @@ class Nodes:
 
     def register_node(self, nid: int) -> NodeDevice:
         dev = NodeDevice(self, nid)
-        self.kernel.device_add(dev)
+        device_add(dev)
         self.devices[nid] = dev
         assert dev.kobj is not None
         hp = dev.kobj.mkdir("hugepages")
@@ -268,7 +271,7 @@ class Nodes:
         self.online.discard(nid)
         dev = self.devices.pop(nid, None)
         if dev is not None:
-            self.kernel.device_del(dev)
+            device_del(dev)
         self.total_kb.pop(nid, None)
         self.free_kb.pop(nid, None)
         for cb in self.register_listeners:

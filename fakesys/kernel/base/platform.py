@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fakesys.errors import Errno
-from fakesys.kernel.base.core import RO, RW, AttributeGroup, Bus, Device, Driver
+from fakesys.kernel.base.bus import Bus
+from fakesys.kernel.base.core import AttributeGroup, Device, RO, RW
+from fakesys.kernel.base.driver import Driver
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel

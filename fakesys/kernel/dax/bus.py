@@ -31,11 +31,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fakesys.errors import Errno
+from fakesys.kernel.base.bus import Bus
 from fakesys.kernel.base.core import (
-    ADMIN_RO, RO, RW, WO, Attribute, AttributeGroup, Bus, Device, DeviceType, Driver,
-    parse_store, strip_newline,
+    ADMIN_RO, RO, RW, WO, Attribute, AttributeGroup, Device, device_add, device_del, DeviceType,
 )
-from fakesys.kernel.parse import kstrtobool, kstrtoint, kstrtoul, kstrtoull
+from fakesys.kernel.base.dd import driver_attach
+from fakesys.kernel.base.driver import Driver, built_drivers, driver_register
+from fakesys.kernel.base.module import module_load, request_module
+from fakesys.kernel.fs.char_dev import chrdev_major
+from fakesys.kernel.parse import (
+    kstrtobool, kstrtoint, kstrtoul, kstrtoull, parse_store, strip_newline,
+)
+from fakesys.kernel.resource import Resource
+from fakesys.sysfs.kernfs import File
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
@@ -273,7 +281,7 @@ class DevDax(Device):
 
     def __init__(self, kernel: "Kernel", region: DaxRegion, id: int, minor: int) -> None:
         super().__init__(kernel, f"dax{region.id}.{id}", region.host, bus=kernel.dax.bus,
-                         devt=(kernel.chrdev_major("dax"), minor))
+                         devt=(chrdev_major(kernel, "dax"), minor))
         self.type = DEV_DAX_TYPE
         self.minor = minor  # the dax_device's own minor (devt may be renumbered while published)
         self.region = region
@@ -345,7 +353,7 @@ class DevDax(Device):
             mid += 1
         self.mapping_ids.add(mid)
         rng.mapping = DaxMapping(self.kernel, self, mid, rng)
-        self.kernel.device_add(rng.mapping)
+        device_add(rng.mapping)
 
     def unregister_mapping(self, rng: DaxRange) -> None:
         mapping = rng.mapping
@@ -353,7 +361,7 @@ class DevDax(Device):
             return
         rng.mapping = None
         mapping.range = None
-        self.kernel.device_del(mapping)
+        device_del(mapping)
         self.mapping_ids.discard(mapping.id)
 
     def trim_range(self) -> None:
@@ -535,6 +543,7 @@ _DEVNAME_RE = re.compile(r"dax(-?\d+)\.(-?\d+)")
 class DaxDriver(Driver):
     """struct dax_device_driver: bind/unbind plus the ``new_id``/``remove_id`` list."""
 
+    bus_name = "dax"
     match_always = False  # device_dax before 6.3
     kmem_type = False     # DAXDRV_KMEM_TYPE (matches KMEM regions from 6.3)
 
@@ -543,7 +552,6 @@ class DaxDriver(Driver):
         self.ids: list[str] = []  # newest first, like list_add()
 
     def add_id_files(self) -> None:
-        from fakesys.sysfs.kernfs import File
         assert self.dir is not None
         self.dir.add(File("new_id", 0o200, None, lambda data: self.id_store(parse_store(data), True)))
         self.dir.add(File("remove_id", 0o200, None, lambda data: self.id_store(parse_store(data), False)))
@@ -559,15 +567,10 @@ class DaxDriver(Driver):
         if add:
             if name not in self.ids:
                 self.ids.insert(0, name)
-            self.attach_all()
+            driver_attach(self)
         elif name in self.ids:
             self.ids.remove(name)
 
-    def attach_all(self) -> None:
-        """driver_attach(): probe every unbound matching device; failures are not errors."""
-        for dev in list(self.bus.devices.values()):
-            if dev.driver is None and self.bus.match(dev, self):
-                self.kernel._try_probe(self, dev)
 
 
 class Dax:
@@ -599,7 +602,6 @@ class Dax:
         None when someone holds (part of) the range.  ``wrapped``: a test
         range (nfit_test) whose requests never reach iomem."""
         if wrapped:
-            from fakesys.kernel.resource import Resource
             return Resource(name, start, start + size - 1)
         return self.kernel.iomem.request_region(start, size, name)
 
@@ -617,14 +619,11 @@ class Dax:
         """udev's modalias autoload of ``dax:t0``: device_dax, then kmem."""
         if self.drivers:
             return
-        from fakesys.kernel.base.module import module_load
-        from fakesys.kernel.dax.device import DeviceDaxDriver
-        from fakesys.kernel.dax.kmem import KmemDriver
-        for cls in (DeviceDaxDriver, KmemDriver):
+        for cls in built_drivers(self.bus.name):
             drv = cls(self.kernel, self.bus)
             module_load(self.kernel, drv.name)
             self.drivers[drv.name] = drv
-            self.kernel.driver_register(drv)
+            driver_register(drv)
             drv.add_id_files()
 
     def create_dev_dax(self, region: DaxRegion, id: int, size: int) -> DevDax:
@@ -650,11 +649,11 @@ class Dax:
             raise
         region.devices.append(dev)
         first_time = not self.drivers
-        self.kernel.device_add(dev)
+        device_add(dev)
         if dev.ranges:
             dev.register_mapping(dev.ranges[0])
         if first_time:
-            self.kernel.request_module("dax:t0", self.load_drivers)
+            request_module(self.kernel, "dax:t0", self.load_drivers)
         return dev
 
     def unregister_dev_dax(self, dev: DevDax) -> None:
@@ -663,7 +662,7 @@ class Dax:
         for rng in reversed(dev.ranges):
             dev.unregister_mapping(rng)
         dev.live = False
-        self.kernel.device_del(dev)
+        device_del(dev)
         while dev.ranges:
             dev.trim_range()
         if dev.dyn_id and dev.id >= 0:

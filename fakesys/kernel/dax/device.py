@@ -16,9 +16,11 @@ import errno
 
 from fakesys.errors import Errno
 from fakesys.kernel.base.core import Device
+from fakesys.kernel.base.driver import module_driver
 from fakesys.kernel.dax.bus import DaxDriver, DevDax
 
 
+@module_driver
 class DeviceDaxDriver(DaxDriver):
     name = "device_dax"
     match_always = True

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fakesys.kernel.base.core import Device, Driver
+from fakesys.kernel.base.core import Device, device_add, device_del
+from fakesys.kernel.base.driver import Driver, driver_register
 from fakesys.kernel.base.module import module_load
 from fakesys.kernel.base.platform import PlatformDevice, platform_bus
 from fakesys.kernel.dax.bus import PMD_SIZE, alloc_dax_region, dax_region_unregister
@@ -103,7 +104,7 @@ class Hmem:
         id = memregion_alloc(self.kernel)
         dev = HmemDevice(self.kernel, id, info)
         self.devices.append((dev, owner))
-        self.kernel.device_add(dev)
+        device_add(dev)
         if not self.kernel.version.hmem_platform_device:
             # 6.1 gives the platform device the range as its resource, which
             # platform_device_add() inserts around "Soft Reserved"
@@ -114,7 +115,7 @@ class Hmem:
         for dev, by in list(self.devices):
             if by is owner:
                 self.devices.remove((dev, by))
-                self.kernel.device_del(dev)
+                device_del(dev)
                 if getattr(dev, "res", None) is not None:
                     self.kernel.iomem.remove(dev.res)
                 memregion_free(self.kernel, dev.id)
@@ -127,8 +128,8 @@ class Hmem:
         self.module.param_bool("region_idle", False)
         bus = platform_bus(self.kernel)
         if self.kernel.version.hmem_platform_device:
-            self.kernel.driver_register(HmemPlatformDriver(self.kernel, bus))
-        self.kernel.driver_register(HmemDriver(self.kernel, bus))
+            driver_register(HmemPlatformDriver(self.kernel, bus))
+        driver_register(HmemDriver(self.kernel, bus))
 
 
 def hmem_init(kernel: "Kernel", ranges: list[SoftReserved]) -> Hmem:
@@ -146,7 +147,7 @@ def hmem_init(kernel: "Kernel", ranges: list[SoftReserved]) -> Hmem:
     if kernel.version.hmem_platform_device:
         if hmem.platform is None:
             hmem.platform = PlatformDevice(kernel, "hmem_platform", 0)
-            kernel.device_add(hmem.platform)
+            device_add(hmem.platform)
         elif hmem.platform.driver is not None:
             for info in new:
                 hmem.register_device(info, owner=hmem.platform)

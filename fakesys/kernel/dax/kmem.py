@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 from fakesys.errors import Errno
 from fakesys.kernel.base.core import Device
+from fakesys.kernel.base.driver import module_driver
 from fakesys.kernel.dax.bus import DaxDriver, DevDax
 from fakesys.kernel.mm.memory_tiers import MEMTIER_DEFAULT_DAX_ADISTANCE
 from fakesys.kernel.resource import IORESOURCE_SYSTEM_RAM, Resource
@@ -64,6 +65,7 @@ class KmemRange:
     res: Resource
 
 
+@module_driver
 class KmemDriver(DaxDriver):
     name = "kmem"
     kmem_type = True

@@ -11,13 +11,16 @@ from __future__ import annotations
 import errno
 
 from fakesys.errors import Errno
-from fakesys.kernel.base.core import Device, Driver
+from fakesys.kernel.base.core import Device
+from fakesys.kernel.base.driver import Driver, module_driver
 from fakesys.kernel.dax.bus import alloc_dax_region, dax_region_unregister
 from fakesys.kernel.nvdimm.bus import ND_DEVICE_DAX_PMEM
 
 
+@module_driver
 class DaxPmemDriver(Driver):
     name = "dax_pmem"
+    bus_name = "nd"
     type_mask = 1 << ND_DEVICE_DAX_PMEM
 
     def probe(self, dev: Device) -> None:

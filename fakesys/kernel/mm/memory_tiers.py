@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fakesys.kernel.base.core import RO, AttributeGroup, Bus, Device
+from fakesys.kernel.base.bus import Bus
+from fakesys.kernel.base.core import RO, AttributeGroup, Device, device_add, device_del
 from fakesys.kernel.base.node import SubsysRoot, nodelist
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ class MemoryTiers:
         self.kernel = kernel
         self.bus = kernel.register_bus(Bus(kernel, "memory_tiering"))
         self.root = SubsysRoot(kernel, "memory_tiering", kernel.sys_devices.mkdir("virtual"))
-        kernel.device_add(self.root)
+        device_add(self.root)
         self.memtype: dict[int, int] = {}     # node -> adistance of its memory type
         self.members: set[int] = set()        # nodes set in their type's node mask
         self.devices: dict[int, MemoryTier] = {}
@@ -91,10 +92,10 @@ class MemoryTiers:
         """Tier devices for the tiers that list a node, and no others."""
         wanted = {self.tier_of(self.memtype[n]) for n in self.members}
         for tid in sorted(set(self.devices) - wanted):
-            self.kernel.device_del(self.devices.pop(tid))
+            device_del(self.devices.pop(tid))
         for tid in sorted(wanted - set(self.devices)):
             dev = MemoryTier(self, tid)
-            self.kernel.device_add(dev)
+            device_add(dev)
             self.devices[tid] = dev
 
     # -- memory notifier --------------------------------------------------------

@@ -8,10 +8,13 @@ import errno
 from typing import TYPE_CHECKING
 
 from fakesys.errors import Errno
+from fakesys.kernel.base.bus import Bus
+from fakesys.kernel.base.class_ import Class
+from fakesys.kernel.base.core import RO, AttributeGroup, Device, DeviceType, device_add, device_del
+from fakesys.kernel.base.driver import Driver, built_drivers, driver_register, module_driver
+from fakesys.kernel.fs.char_dev import chrdev_major
 from fakesys.kernel.memregion import ida_alloc, memregion_free
-from fakesys.kernel.base.core import (
-    RO, AttributeGroup, Bus, Class, Device, DeviceType, Driver,
-)
+from fakesys.sysfs.kernfs import File
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
@@ -48,6 +51,13 @@ class NdDevice(Device):
         parent = self.parent_device
         return parent.target_node() if isinstance(parent, NdDevice) else -1
 
+    def is_nd_region(self) -> bool:
+        """is_nd_region(): a region device (decided by its type, as the kernel does)."""
+        return self.nd_type in (ND_DEVICE_REGION_PMEM, ND_DEVICE_REGION_BLK)
+
+    def advance_seeds(self, dev: Device) -> None:
+        """nd_region_advance_seeds(): only a region has seeds (region.py)."""
+
 
 # nd_device_attribute_group: present on every nd device but the bus itself
 ND_DEVICE_GROUP = AttributeGroup([
@@ -79,14 +89,14 @@ class NdBusType(Bus):
 
     def probe(self, dev: Device, drv: Driver) -> None:
         """nvdimm_bus_probe(): seeds advance when the probe returns 0 or EOPNOTSUPP."""
-        from fakesys.kernel.nvdimm.region import Region
         err: Errno | None = None
         try:
             drv.probe(dev)
         except Errno as e:
             err = e
         region = dev.parent_device
-        if isinstance(region, Region) and (err is None or err.errno == errno.EOPNOTSUPP):
+        if isinstance(region, NdDevice) and region.is_nd_region() and (
+                err is None or err.errno == errno.EOPNOTSUPP):
             region.advance_seeds(dev)
         if err is not None:
             raise err
@@ -107,13 +117,12 @@ class NvdimmBus(NdDevice):
         self.ndctl: Device | None = None
         self.groups = [BUS_GROUP, AttributeGroup([], name="firmware")]
 
-    def nvdimms(self):
-        from fakesys.kernel.nvdimm.dimm import Nvdimm
-        return [c for c in self.children if isinstance(c, Nvdimm)]
+    def nvdimms(self) -> list:
+        """The bus's nmemN devices (is_nvdimm(): by device type)."""
+        return [c for c in self.children if isinstance(c, NdDevice) and c.nd_type == ND_DEVICE_DIMM]
 
-    def regions(self):
-        from fakesys.kernel.nvdimm.region import Region
-        return [c for c in self.children if isinstance(c, Region)]
+    def regions(self) -> list:
+        return [c for c in self.children if isinstance(c, NdDevice) and c.is_nd_region()]
 
 
 BUS_GROUP = AttributeGroup([
@@ -131,23 +140,25 @@ class NdctlDevice(Device):
         self.nvdimm_bus = bus
 
 
+@module_driver
 class NdBusDriver(Driver):
     """``nd_bus``: binds ndbusN and creates its ndctlN (no bind/unbind files)."""
 
     name = "nd_bus"
+    bus_name = "nd"
     module = "libnvdimm"
     suppress_bind_attrs = True
 
     def probe(self, dev: Device) -> None:
         assert isinstance(dev, NvdimmBus)
         if dev.ndctl is None:
-            major = self.kernel.chrdev_major("ndctl")
-            dev.ndctl = self.kernel.device_add(NdctlDevice(self.kernel, dev, major))
+            major = chrdev_major(self.kernel, "ndctl")
+            dev.ndctl = device_add(NdctlDevice(self.kernel, dev, major))
 
     def remove(self, dev: Device) -> None:
         assert isinstance(dev, NvdimmBus)
         if dev.ndctl is not None:
-            self.kernel.device_del(dev.ndctl)
+            device_del(dev.ndctl)
             dev.ndctl = None
 
 
@@ -165,28 +176,24 @@ class Nd:
         self.params = kernel.module_dir("libnvdimm").mkdir("parameters")
 
     def register_drivers(self) -> None:
-        from fakesys.kernel.dax.pmem import DaxPmemDriver
-        from fakesys.kernel.nvdimm.dimm import NvdimmDriver
-        from fakesys.kernel.nvdimm.pmem import NdPmemDriver
-        from fakesys.kernel.nvdimm.region import NdRegionDriver
-        from fakesys.sysfs.kernfs import File
+        """The module inits of libnvdimm and the drivers built with it."""
         self.params.add(File("key_revalidate", 0o444, lambda: "Y\n"))
-        for drv in (NdBusDriver, NvdimmDriver, NdRegionDriver, NdPmemDriver, DaxPmemDriver):
-            self.kernel.driver_register(drv(self.kernel, self.bus))
+        for cls in built_drivers(self.bus.name):
+            driver_register(cls(self.kernel, self.bus))
 
     ida_get = staticmethod(ida_alloc)
 
     def bus_register(self, parent, provider: str, cmd_mask: int = 0) -> NvdimmBus:
         """nvdimm_bus_register()."""
         bus = NvdimmBus(self.kernel, self, self.ida_get(self.bus_ids), parent, provider, cmd_mask)
-        self.kernel.device_add(bus)
+        device_add(bus)
         return bus
 
     def bus_unregister(self, bus: NvdimmBus) -> None:
         """nvdimm_bus_unregister(): the bus and everything below it go; their
         ids are free again (the kernel's release functions ida_free them)."""
         regions, dimms = bus.regions(), bus.nvdimms()
-        self.kernel.device_del(bus)
+        device_del(bus)
         for r in regions:
             memregion_free(self.kernel, r.id)
         self.dimm_ids.difference_update(d.id for d in dimms)

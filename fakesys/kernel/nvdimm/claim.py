@@ -13,9 +13,9 @@ import uuid as uuidlib
 from typing import TYPE_CHECKING
 
 from fakesys.errors import Errno
-from fakesys.kernel.base.core import strip_newline
+from fakesys.kernel.base.core import device_add, device_del
 from fakesys.kernel.nvdimm.bus import NdDevice
-from fakesys.kernel.parse import strim
+from fakesys.kernel.parse import strim, strip_newline
 from fakesys.kernel.nvdimm.namespace import (
     CCLASS_BTT, CCLASS_BTT2, CCLASS_DAX, CCLASS_NONE, CCLASS_PFN, Namespace, NamespacePmem, parse_uuid,
 )
@@ -63,7 +63,7 @@ class Claim(NdDevice):
     def create_seed(cls, region: "Region") -> "Claim":
         ids = getattr(region, cls.ids_attr)
         dev = cls(region, region.nvdimm_bus.nd.ida_get(ids))
-        region.kernel.device_add(dev)
+        device_add(dev)
         return dev
 
     def numa_node(self) -> int:
@@ -89,7 +89,7 @@ class Claim(NdDevice):
         self.uuid = None
 
     def unregister(self) -> None:
-        self.kernel.device_del(self)
+        device_del(self)
         getattr(self.region, self.ids_attr).discard(self.id)
 
     def media(self) -> NamespaceMedia:

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fakesys.errors import Errno
-from fakesys.kernel.base.core import RO, AttributeGroup, Device, DeviceType, Driver
+from fakesys.kernel.base.core import AttributeGroup, Device, DeviceType, RO
+from fakesys.kernel.base.driver import Driver, module_driver
+from fakesys.kernel.fs.char_dev import chrdev_major
 from fakesys.kernel.nvdimm.bus import (
     DIMM_CMD_NAMES, ND_DEVICE_DIMM, ND_DEVICE_GROUP, NdDevice, NvdimmBus, commands_show,
 )
@@ -67,7 +69,7 @@ class Nvdimm(NdDevice):
     def __init__(self, kernel: "Kernel", bus: NvdimmBus, id: int, *, cmd_mask: int,
                  lsa, media, max_xfer: int = 4096, labeling: bool = False,
                  locked: bool = False, unarmed: bool = False, provider_groups=()) -> None:
-        major = kernel.chrdev_major("dimmctl")
+        major = chrdev_major(kernel, "dimmctl")
         super().__init__(kernel, f"nmem{id}", bus, bus=bus.nd.bus, devt=(major, id))
         self.id = id
         self.nvdimm_bus = bus
@@ -122,10 +124,12 @@ class LsaIo:
         self.store.write(offset, data)
 
 
+@module_driver
 class NvdimmDriver(Driver):
     """``nvdimm``: reads the label index, reserves labelled DPA, sets NDD_LABELING."""
 
     name = "nvdimm"
+    bus_name = "nd"
     module = "libnvdimm"
     type_mask = 1 << ND_DEVICE_DIMM
 

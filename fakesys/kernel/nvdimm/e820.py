@@ -20,7 +20,9 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fakesys.kernel.base.core import Device, Driver
+from fakesys.kernel.base.core import Device, device_add
+from fakesys.kernel.base.dd import device_attach
+from fakesys.kernel.base.driver import Driver, driver_register
 from fakesys.kernel.base.platform import PlatformDevice, platform_bus
 from fakesys.kernel.nvdimm.bus import BusProviderDriver, libnvdimm
 from fakesys.kernel.nvdimm.region import RegionDesc, region_create
@@ -90,7 +92,7 @@ def register_driver(kernel: "Kernel", drv_cls: type[Driver]) -> Driver:
     bus = platform_bus(kernel)
     drv = bus.drivers.get(drv_cls.name)
     if drv is None:
-        drv = kernel.driver_register(drv_cls(kernel, bus))
+        drv = driver_register(drv_cls(kernel, bus))
     return drv
 
 
@@ -103,7 +105,7 @@ def register_pmem_drivers(kernel: "Kernel", dev: PlatformDevice, drv_cls: type[D
         from fakesys.kernel.nvdimm.ramdax import RamdaxDriver  # (ramdax imports this module)
         register_driver(kernel, RamdaxDriver)
     if dev.driver is None:
-        kernel.device_attach(dev)
+        device_attach(dev)
 
 
 def e820_register(machine: "Machine", spec: "E820BusSpec") -> PlatformDevice:
@@ -121,6 +123,6 @@ def e820_register(machine: "Machine", spec: "E820BusSpec") -> PlatformDevice:
         add_legacy_range(kernel, PmemRange(r.start, r.size, r.numa_node, r.target_node, store, r.ramdax))
     dev = PlatformDevice(kernel, "e820_pmem")
     dev.driver_override = spec.driver_override or None
-    kernel.device_add(dev, probe=False)
+    device_add(dev, probe=False)
     register_pmem_drivers(kernel, dev, E820PmemDriver)
     return dev

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from fakesys.errors import Errno
 from fakesys.kernel.base.core import (
-    ADMIN_RO, RO, RW, Attribute, AttributeGroup, DeviceType, strip_newline,
+    ADMIN_RO, RO, RW, Attribute, AttributeGroup, device_add, device_del, DeviceType,
 )
 from fakesys.kernel.nvdimm.bus import (
     ND_DEVICE_GROUP, ND_DEVICE_NAMESPACE_IO, ND_DEVICE_NAMESPACE_PMEM, ND_NUMA_GROUP, NdDevice,
@@ -22,7 +22,7 @@ from fakesys.kernel.nvdimm.bus import (
 from fakesys.kernel.nvdimm.dimm import DpaResource, label_id
 from fakesys.kernel.nvdimm.label import CLAIM_CLASS_GUIDS, NULL_GUID, LabelError, PmemLabelSpec
 from fakesys.kernel.nvdimm.region import Region
-from fakesys.kernel.parse import kstrtobool, kstrtoull, strim
+from fakesys.kernel.parse import kstrtobool, kstrtoull, strim, strip_newline
 
 if TYPE_CHECKING:
     from fakesys.kernel.nvdimm.claim import Claim
@@ -318,7 +318,7 @@ def resize(ns: NamespacePmem, val: int) -> None:
             _grow(region, m, lid, per_dimm - cur)
     set_resource(ns, val)
     if val == 0 and ns.id != 0 and region.ns_seed is not ns and ns.claim is None:
-        ns.kernel.device_del(ns)  # nd_device_unregister(ND_ASYNC)
+        device_del(ns)  # nd_device_unregister(ND_ASYNC)
         region.ns_ids.discard(ns.id)
 
 
@@ -503,7 +503,7 @@ def register_namespaces(region: Region) -> list[Namespace]:
             _name(ns, region.nvdimm_bus.nd.ida_get(region.ns_ids))
             set_resource(ns, getattr(ns, "_pending_size", 0))
     for ns in devs:
-        kernel.device_add(ns, probe=False)
+        device_add(ns, probe=False)
     region.ns_seed = devs[0]
     return devs
 
@@ -514,4 +514,4 @@ def create_ns_seed(region: Region) -> None:
         return
     ns = NamespacePmem(region, region.nvdimm_bus.nd.ida_get(region.ns_ids))
     region.ns_seed = ns
-    region.kernel.device_add(ns)
+    device_add(ns)

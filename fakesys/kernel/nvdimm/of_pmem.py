@@ -20,7 +20,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from fakesys.errors import Errno
-from fakesys.kernel.base.core import Device
+from fakesys.kernel.base.core import Device, device_add
 from fakesys.kernel.base.platform import OfNode, PlatformDevice, platform_bus
 from fakesys.kernel.nvdimm.bus import BusProviderDriver, libnvdimm
 from fakesys.kernel.nvdimm.e820 import PmemRange, register_pmem_drivers
@@ -105,7 +105,7 @@ def of_pmem_register(machine: "Machine", spec: "OfPmemSpec") -> PlatformDevice:
         raise ValueError(f"two device-tree nodes make platform device {name}")
     dev = PlatformDevice(kernel, name, numa_node=spec.numa_node, of_node=node, resources=ranges)
     dev.driver_override = spec.driver_override or None
-    kernel.device_add(dev, probe=False)
+    device_add(dev, probe=False)
     dev.kobj.add(Link("of_node", _fdt_node_dir(kernel, node, ranges)))
     register_pmem_drivers(kernel, dev, OfPmemDriver)
     return dev

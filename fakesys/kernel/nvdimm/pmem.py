@@ -12,7 +12,9 @@ import errno
 import logging
 
 from fakesys.errors import Errno
-from fakesys.kernel.base.core import Device, Driver
+from fakesys.kernel.base.core import Device, device_add
+from fakesys.kernel.base.dd import defer
+from fakesys.kernel.base.driver import Driver, module_driver
 from fakesys.kernel.block import DiskParams, Gendisk, add_disk, del_gendisk, write_cache_group
 from fakesys.kernel.nvdimm import badrange, btt, pfn
 from fakesys.kernel.nvdimm.btt_devs import Btt
@@ -104,8 +106,10 @@ def _detect(ns: Namespace) -> Claim | None:
     return None
 
 
+@module_driver
 class NdPmemDriver(Driver):
     name = "nd_pmem"
+    bus_name = "nd"
     type_mask = (1 << ND_DEVICE_NAMESPACE_IO) | (1 << ND_DEVICE_NAMESPACE_PMEM)
 
     def probe(self, dev: Device) -> None:
@@ -127,7 +131,7 @@ class NdPmemDriver(Driver):
             if found is not None:
                 # registered (and probed) once this probe has failed, as the
                 # kernel's asynchronous nd_device_register() would
-                self.kernel.defer(lambda: self.kernel.device_add(found))
+                defer(self.kernel, lambda: device_add(found))
                 raise Errno(errno.ENXIO, f"{ns.name} holds a {found.kind} info block")
             self._attach_disk(ns, ns, None)
 

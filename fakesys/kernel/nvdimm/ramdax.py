@@ -25,7 +25,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from fakesys.errors import Errno
-from fakesys.kernel.base.core import Device
+from fakesys.kernel.base.core import Device, device_add
 from fakesys.kernel.base.platform import PlatformDevice
 from fakesys.kernel.nvdimm.bus import BusProviderDriver, libnvdimm
 from fakesys.kernel.nvdimm.dimm import (
@@ -81,7 +81,7 @@ def register_dimm(bus: "NvdimmBus", rng: PmemRange) -> None:
     dimm = Nvdimm(kernel, bus, nd.ida_get(nd.dimm_ids), cmd_mask=CMD_MASK,
                   lsa=Slice(rng.store, data, LABEL_AREA_SIZE), media=Slice(rng.store, 0, data),
                   max_xfer=MAX_XFER, labeling=True)
-    kernel.device_add(dimm)
+    device_add(dimm)
     region_create(bus, RegionDesc(start=rng.start, size=rng.size, mappings=[Mapping(dimm, 0, data, 0)],
                                   nd_set=InterleaveSet(COOKIE, COOKIE, COOKIE),
                                   numa_node=rng.numa_node, target_node=rng.target_node))

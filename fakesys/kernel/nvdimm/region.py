@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 
 from fakesys.errors import Errno
 from fakesys.kernel.base.core import (
-    ADMIN_RO, RO, RW, Attribute, AttributeGroup, Device, DeviceType, Driver,
+    ADMIN_RO, RO, RW, Attribute, AttributeGroup, Device, device_add, device_del, DeviceType,
 )
+from fakesys.kernel.base.dd import device_attach
+from fakesys.kernel.base.driver import Driver, module_driver
 from fakesys.kernel.memregion import memregion_alloc
 from fakesys.kernel.nvdimm import badrange
 from fakesys.kernel.nvdimm.bus import (
@@ -383,10 +385,12 @@ PMEM_REGION_TYPE = DeviceType("nd_pmem", [ND_DEVICE_GROUP, REGION_GROUP, ND_NUMA
 VOLATILE_REGION_TYPE = DeviceType("nd_volatile", PMEM_REGION_TYPE.groups)
 
 
+@module_driver
 class NdRegionDriver(Driver):
     """``nd_region``: publishes namespaces and seeds; unpublishes them on remove."""
 
     name = "nd_region"
+    bus_name = "nd"
     module = "libnvdimm"
     type_mask = (1 << 2) | (1 << 3)
 
@@ -405,12 +409,12 @@ class NdRegionDriver(Driver):
         dev.init_active = dev.init_count = len(namespaces)
         for ns in namespaces:  # probing is asynchronous in the kernel: seeds come first
             if ns.registered and ns.driver is None:
-                self.kernel.device_attach(ns)
+                device_attach(ns)
 
     def remove(self, dev: Device) -> None:
         assert isinstance(dev, Region)
         for child in list(dev.children):
-            self.kernel.device_del(child)
+            device_del(child)
         dev.ns_seed = dev.btt_seed = dev.pfn_seed = dev.dax_seed = None
         for ids in (dev.ns_ids, dev.btt_ids, dev.pfn_ids, dev.dax_ids):
             ids.clear()
@@ -440,5 +444,5 @@ def region_create(bus: NvdimmBus, desc: RegionDesc, probe: bool = True) -> Regio
     if fw_name and kernel.iomem.find(desc.start, end, fw_name) is None:
         kernel.iomem.insert(fw_name, desc.start, end)
     region = Region(kernel, bus, memregion_alloc(kernel), desc)
-    kernel.device_add(region, probe=probe)
+    device_add(region, probe=probe)
     return region

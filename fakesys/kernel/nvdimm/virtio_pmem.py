@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fakesys.kernel.base.core import Device
+from fakesys.kernel.base.driver import driver_register
 from fakesys.kernel.nvdimm.bus import BusProviderDriver, libnvdimm
 from fakesys.kernel.nvdimm.region import RegionDesc, region_create
 from fakesys.kernel.virtio import (
@@ -66,5 +67,5 @@ def virtio_pmem_register(machine: "Machine", spec: "VirtioPmemSpec") -> VirtioDe
         raise ValueError(f"two virtio devices named {dev.name}: give each virtio-pmem bus its own index")
     register_virtio_device(kernel, dev)
     if "virtio_pmem" not in bus.drivers:
-        kernel.driver_register(VirtioPmemDriver(kernel, bus))
+        driver_register(VirtioPmemDriver(kernel, bus))
     return dev

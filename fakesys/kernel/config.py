@@ -1,0 +1,24 @@
+"""Which drivers this kernel is built with: the role of .config and the Makefiles.
+
+For each bus, the modules whose :func:`~fakesys.kernel.base.driver.module_driver`
+declarations register when the bus's subsystem loads, in link order: the
+order in which drivers are offered a new device (the first whose probe
+succeeds binds it).  A new driver joins by being listed here; the bus
+code never imports it.
+"""
+
+BUILTIN: dict[str, tuple[str, ...]] = {
+    # libnvdimm's drivers, and dax_pmem, which binds nd devices of type 7
+    "nd": (
+        "fakesys.kernel.nvdimm.bus",
+        "fakesys.kernel.nvdimm.dimm",
+        "fakesys.kernel.nvdimm.region",
+        "fakesys.kernel.nvdimm.pmem",
+        "fakesys.kernel.dax.pmem",
+    ),
+    # what udev loads for the dax:t0 modalias
+    "dax": (
+        "fakesys.kernel.dax.device",
+        "fakesys.kernel.dax.kmem",
+    ),
+}

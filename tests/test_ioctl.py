@@ -16,9 +16,9 @@ import pytest
 
 from fakesys.errors import Errno
 from fakesys.kernel.nvdimm import ioctl as nd
-from fakesys.machine import Machine
+from fakesys.platform.machine import Machine
 from fakesys.sysfs.kernfs import Link
-from fakesys.topology import load
+from fakesys.platform.topology import load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QEMU = os.path.join(ROOT, "devices", "qemu-nvdimm.toml")

@@ -79,7 +79,7 @@ def modprobe(machine, words: list[str]) -> tuple[int, str]:
 
 def _nfit_test_topology(machine):
     from fakesys.kernel.acpi import nfit_test
-    from fakesys.topology import load
+    from fakesys.platform.topology import load
     topo = machine.topology
     if any(getattr(b, "module", "") == nfit_test.MODULE for b in topo.buses):
         return _only_module(topo, nfit_test.MODULE)

@@ -12,7 +12,7 @@ def boot(version: str | KernelVersion, machine=None) -> Kernel:
     """``machine`` is the topology's MachineSpec (boot RAM, nodes, HMAT);
     without one the machine is QEMU's default pc with 2 GiB on node 0."""
     from fakesys.kernel.mm.setup import mm_init
-    from fakesys.topology import Topology, default_machine
+    from fakesys.platform.topology import Topology, default_machine
     kernel = Kernel(version)
     mm_init(kernel, machine if machine is not None else default_machine(Topology()))
     block_class(kernel)

@@ -36,7 +36,7 @@ from fakesys.sysfs.kernfs import File, Link
 if TYPE_CHECKING:
     from fakesys.kernel.base.memory import MemoryNotify
     from fakesys.kernel.kernel import Kernel
-    from fakesys.topology import AccessSpec, CacheSpec
+    from fakesys.platform.topology import AccessSpec, CacheSpec
 
 ACCESS_CLASSES = (0, 1)     # ACCESS_COORDINATE_LOCAL, ACCESS_COORDINATE_CPU
 PERF_ATTRS = ("read_bandwidth", "write_bandwidth", "read_latency", "write_latency")

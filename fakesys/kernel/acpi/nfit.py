@@ -16,7 +16,7 @@ from fakesys.kernel.nvdimm.region import InterleaveSet, Mapping, RegionDesc, reg
 from fakesys.kernel.parse import kstrtoint
 from fakesys.media import Memory
 from fakesys.sysfs.kernfs import File, Link
-from fakesys.topology import BusSpec, DimmSpec
+from fakesys.platform.topology import BusSpec, DimmSpec
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel

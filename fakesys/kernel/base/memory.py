@@ -50,7 +50,7 @@ from fakesys.sysfs.kernfs import Link
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
-    from fakesys.topology import MachineSpec
+    from fakesys.platform.topology import MachineSpec
 
 ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_MOVABLE = range(4)
 ZONE_NAMES = ("DMA", "DMA32", "Normal", "Movable")

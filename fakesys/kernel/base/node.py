@@ -30,7 +30,7 @@ from fakesys.sysfs.kernfs import Dir, File, Link
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
-    from fakesys.topology import MachineSpec, NodeSpec
+    from fakesys.platform.topology import MachineSpec, NodeSpec
 
 LOCAL_DISTANCE = 10
 REMOTE_DISTANCE = 20

@@ -28,7 +28,7 @@ from fakesys.kernel.base.module import module_load
 from fakesys.kernel.base.platform import PlatformDevice, platform_bus
 from fakesys.kernel.dax.bus import PMD_SIZE, alloc_dax_region, dax_region_unregister
 from fakesys.kernel.memregion import memregion_alloc, memregion_free
-from fakesys.topology import SoftReservedSpec as SoftReserved
+from fakesys.platform.topology import SoftReservedSpec as SoftReserved
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel

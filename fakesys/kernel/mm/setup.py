@@ -19,7 +19,7 @@ from fakesys.sysfs.kernfs import File
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
-    from fakesys.topology import MachineSpec
+    from fakesys.platform.topology import MachineSpec
 
 DEFAULT_CMDLINE = "BOOT_IMAGE=/boot/vmlinuz root=/dev/vda1 ro quiet"
 

@@ -27,8 +27,8 @@ from fakesys.kernel.nvdimm.region import RegionDesc, region_create
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
-    from fakesys.machine import Machine
-    from fakesys.topology import E820BusSpec
+    from fakesys.platform.machine import Machine
+    from fakesys.platform.topology import E820BusSpec
 
 
 @dataclass

@@ -29,8 +29,8 @@ from fakesys.sysfs.kernfs import Dir, File, Link
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
-    from fakesys.machine import Machine
-    from fakesys.topology import OfPmemSpec
+    from fakesys.platform.machine import Machine
+    from fakesys.platform.topology import OfPmemSpec
 
 OF_MATCH_TABLE = ("pmem-region", "pmem-region-v2")
 

@@ -25,8 +25,8 @@ from fakesys.kernel.virtio import (
 )
 
 if TYPE_CHECKING:
-    from fakesys.machine import Machine
-    from fakesys.topology import VirtioPmemSpec
+    from fakesys.platform.machine import Machine
+    from fakesys.platform.topology import VirtioPmemSpec
 
 # What QEMU 7.2's virtio-pmem-pci and the 6.1 driver end up with: ring
 # features INDIRECT_DESC (28) and EVENT_IDX (29), VERSION_1 (32) and

@@ -21,7 +21,7 @@ from fakesys.kernel.acpi.nfit import nfit_register
 from fakesys.kernel.base import devtmpfs
 from fakesys.kernel.boot import boot
 from fakesys.media import FileStore, Memory
-from fakesys.topology import DimmSpec, Topology
+from fakesys.platform.topology import DimmSpec, Topology
 
 
 class Machine:
@@ -32,7 +32,7 @@ class Machine:
             os.makedirs(state_dir, exist_ok=True)
         self.stores: list = []
         self.ram_stores: list = []     # contents lost when power goes (cold reboot)
-        from fakesys.topology import default_machine
+        from fakesys.platform.topology import default_machine
         machine = topology.sections.get("machine") or default_machine(topology)
         self.kernel = boot(topology.kernel, machine)
         devtmpfs.setup(self.kernel)

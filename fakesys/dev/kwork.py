@@ -56,7 +56,7 @@ async def run_timers(kernel, server) -> None:
 
 def modprobe(machine, words: list[str]) -> tuple[int, str]:
     """``modprobe [-r] [-q] NAME...``: (exit status, message for stderr)."""
-    from fakesys.kernel.acpi import nfit_test
+    from fakesys.platform import nfit_test
     remove = any(w in ("-r", "--remove") for w in words)
     names = [w for w in words if not w.startswith("-")]
     if not names:
@@ -78,7 +78,7 @@ def modprobe(machine, words: list[str]) -> tuple[int, str]:
 
 
 def _nfit_test_topology(machine):
-    from fakesys.kernel.acpi import nfit_test
+    from fakesys.platform import nfit_test
     from fakesys.platform.topology import load
     topo = machine.topology
     if any(getattr(b, "module", "") == nfit_test.MODULE for b in topo.buses):

@@ -16,109 +16,81 @@ media (NVDIMMs and their label areas, virtio-pmem's host file).
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 
-from fakesys.kernel.acpi.nfit import nfit_register
 from fakesys.kernel.base import devtmpfs
 from fakesys.kernel.boot import boot
-from fakesys.media import FileStore, Memory
-from fakesys.platform.topology import DimmSpec, Topology
+from fakesys.kernel.bootparam import BootParams
+from fakesys.kernel.dax.hmem import SoftReserved, hmem_init
+from fakesys.kernel.kernel import Kernel
+from fakesys.platform import pmem
+from fakesys.platform.nfit import acpi_nfit
+from fakesys.platform.stores import Stores
+from fakesys.platform.topology import MachineSpec, SoftReservedSpec, Topology, default_machine
 
 
 class Machine:
     def __init__(self, topology: Topology, state_dir: str | None = None) -> None:
         self.topology = topology
         self.state_dir = state_dir
-        if state_dir:
-            os.makedirs(state_dir, exist_ok=True)
-        self.stores: list = []
-        self.ram_stores: list = []     # contents lost when power goes (cold reboot)
-        from fakesys.platform.topology import default_machine
+        self.media = Stores(state_dir)
+        self.stores = self.media.stores
+        self.ram_stores = self.media.ram_stores
         machine = topology.sections.get("machine") or default_machine(topology)
-        self.kernel = boot(topology.kernel, machine)
+        self.kernel = boot(topology.kernel, boot_params(machine))
         devtmpfs.setup(self.kernel)
         for bus in topology.buses:
-            PROVIDERS[bus.type](self, bus)
+            PROVIDERS[bus.type](self.kernel, self.media, bus)
         for name, spec in topology.sections.items():
             if name in SECTION_PROVIDERS and name != "machine":  # the machine boots first
-                SECTION_PROVIDERS[name](self, spec)
-
-    def _store(self, name: str, size: int):
-        if self.state_dir:
-            store = FileStore(state_path(self.state_dir, name), size)
-        else:
-            store = Memory(size)
-        self.stores.append(store)
-        return store
-
-    def _dimm_stores(self, spec: DimmSpec):
-        lsa = self._store(f"{spec.name}.labels", spec.label_size) if spec.label_size else None
-        if lsa is not None:
-            lsa.durable = True   # label writes reach the file in order (media.FileStore)
-        media = self._store(f"{spec.name}.media", spec.size)
-        return lsa, media
+                SECTION_PROVIDERS[name](self.kernel, spec)
 
     def store(self, name: str, size: int, ram: bool = False):
-        """A byte store for media, kept in the state directory; ``ram``: the
-        range is RAM, whose contents a cold reboot loses."""
-        store = self._store(name, size)
-        if ram:
-            self.ram_stores.append(store)
-        return store
+        """A byte store for media (see Stores.store)."""
+        return self.media.store(name, size, ram)
 
     @property
     def tree(self):
         return self.kernel.tree
 
     def flush(self) -> None:
-        for store in self.stores:
-            store.flush()
+        self.media.flush()
 
     def power_off(self, cold: bool) -> None:
         """Shut down for a reboot: persistent media are flushed; RAM keeps
         its contents across a warm reboot (kexec) and loses them across a
         cold one.  The machine is not used afterwards."""
-        if cold:
-            for store in self.ram_stores:
-                store.zero()
-        self.flush()
+        self.media.power_off(cold)
 
 
-def state_path(state_dir: str, name: str) -> str:
-    """The file for store ``name`` (from a topology: DIMM names, ranges) in the
-    state directory; a name that would lead anywhere else is refused."""
-    if not name or "/" in name or "\0" in name or name in (".", ".."):
-        raise ValueError(f"bad media name {name!r}: it must be a plain file name")
-    return os.path.join(state_dir, name)
+def boot_params(spec: MachineSpec) -> BootParams:
+    """What the firmware tells the kernel of ``spec``'s machine; the ACPI
+    tables it names are read from their files."""
+    params = BootParams(**{f.name: getattr(spec, f.name) for f in fields(BootParams)
+                           if f.name != "acpi_tables"})
+    for sig, name in sorted(spec.acpi_tables.items()):
+        path = name if os.path.isabs(name) else os.path.join(spec.source_dir, name)
+        with open(path, "rb") as f:
+            data = f.read()
+        if data[:4] != sig.encode():
+            raise ValueError(f"{path} is not an ACPI {sig} table")
+        params.acpi_tables[sig] = data
+    return params
 
 
-def _e820(machine: Machine, spec) -> None:
-    from fakesys.kernel.nvdimm.e820 import e820_register
-    e820_register(machine, spec)
-
-
-def _virtio_pmem(machine: Machine, spec) -> None:
-    from fakesys.kernel.nvdimm.virtio_pmem import virtio_pmem_register
-    virtio_pmem_register(machine, spec)
-
-
-def _of_pmem(machine: Machine, spec) -> None:
-    from fakesys.kernel.nvdimm.of_pmem import of_pmem_register
-    of_pmem_register(machine, spec)
-
-
-# Bus providers by topology ``type``: each gets the machine and its bus spec.
+# Bus providers by topology ``type``: each gets the kernel, the machine's
+# stores and its bus spec.
 PROVIDERS = {
-    # a bus of a module (nfit_test) comes with "modprobe MODULE", not at boot
-    "nfit": lambda machine, spec: None if spec.module else nfit_register(machine.kernel, spec, machine._dimm_stores),
-    "e820": _e820,
-    "virtio-pmem": _virtio_pmem,
-    "of_pmem": _of_pmem,
+    "nfit": acpi_nfit,
+    "e820": pmem.e820,
+    "virtio-pmem": pmem.virtio_pmem,
+    "of_pmem": pmem.of_pmem,
 }
 
 
-def _soft_reserved(machine: Machine, ranges) -> None:
-    from fakesys.kernel.dax.hmem import hmem_init
-    hmem_init(machine.kernel, ranges)
+def _soft_reserved(kernel: Kernel, ranges: list[SoftReservedSpec]) -> None:
+    """EFI_MEMORY_SP ranges, for dax_hmem."""
+    hmem_init(kernel, [SoftReserved(r.start, r.size, r.target_node, r.numa_node) for r in ranges])
 
 
 # Providers of other top-level tables (parsed by topology.SECTION_PARSERS),

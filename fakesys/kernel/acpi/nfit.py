@@ -115,7 +115,7 @@ class NfitBusState:
 
     ``fw`` is the platform's ARS/poison engine and ``scrubber`` the
     kernel's scrub work, both present when the bus supports ARS or the
-    topology declares media errors (kernel/acpi/nfit_fw.py).
+    NFIT lists media errors (kernel/acpi/nfit_fw.py).
     """
 
     def __init__(self, spec: Nfit) -> None:

@@ -27,9 +27,10 @@ from fakesys.errors import Errno
 from fakesys.kernel.acpi import nfit_fw as fw
 from fakesys.kernel.acpi.nfit import nfit_module_init, nfit_register
 from fakesys.kernel.acpi.nfit_table import Nfit
-from fakesys.kernel.base.core import Driver
+from fakesys.kernel.base.core import RO, RW, WO, AttributeGroup, Class, Device, Driver
 from fakesys.kernel.base.module import module_load
 from fakesys.kernel.base.platform import PlatformDevice, platform_bus
+from fakesys.kernel.parse import kstrtoint
 
 ND_CMD_ARS_CAP = 1
 ND_CMD_ARS_START = 2
@@ -204,7 +205,6 @@ HANDLES = {0: (0, [0x0, 0x1, 0x100, 0x101, 0x1000]), 1: (5, [0x10000, 0x10001])}
 
 def _test_dimms(kernel, pdev) -> None:
     """The nfit_test_dimm class devices (command-failure injection knobs)."""
-    from fakesys.kernel.base.core import RO, RW, WO, AttributeGroup, Class, Device
     got = HANDLES.get(int(pdev.name.rpartition(".")[2]))
     if got is None:
         return
@@ -217,7 +217,6 @@ def _test_dimms(kernel, pdev) -> None:
 
         def store(key, base):
             def fn(d, buf: str) -> None:
-                from fakesys.kernel.parse import kstrtoint
                 knobs[key] = kstrtoint(buf, base)
             return fn
         dev.groups = [AttributeGroup([

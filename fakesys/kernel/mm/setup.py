@@ -13,23 +13,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fakesys.kernel.acpi.hmat import hmat_init
+from fakesys.kernel.base.cpu import Cpus
+from fakesys.kernel.base.memory import memory_init
+from fakesys.kernel.base.node import node_init
+from fakesys.kernel.bootparam import BootParams
+from fakesys.kernel.mm.memory_tiers import memory_tiers_init
 from fakesys.kernel.resource import IORESOURCE_BUSY, IORESOURCE_SYSTEM_RAM, parse_iomem
-from fakesys.sysfs.kernfs import File
+from fakesys.sysfs.kernfs import Blob, File
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
-    from fakesys.kernel.bootparam import BootParams
 
 DEFAULT_CMDLINE = "BOOT_IMAGE=/boot/vmlinuz root=/dev/vda1 ro quiet"
 
 
-def mm_init(kernel: "Kernel", spec: "BootParams") -> None:
-    from fakesys.kernel.acpi.hmat import hmat_init
-    from fakesys.kernel.base.cpu import Cpus
-    from fakesys.kernel.base.memory import memory_init
-    from fakesys.kernel.base.node import node_init
-    from fakesys.kernel.mm.memory_tiers import memory_tiers_init
-
+def mm_init(kernel: "Kernel", spec: BootParams) -> None:
     iomem = kernel.iomem
     for r in spec.ram:
         iomem.insert("System RAM", r.start, r.end, IORESOURCE_SYSTEM_RAM | IORESOURCE_BUSY)
@@ -59,12 +58,11 @@ def mm_init(kernel: "Kernel", spec: "BootParams") -> None:
     proc.add(File("cmdline", 0o444, lambda: cmdline + "\n"))
 
 
-def _acpi_tables(kernel: "Kernel", spec: "BootParams") -> None:
+def _acpi_tables(kernel: "Kernel", spec: BootParams) -> None:
     """/sys/firmware/acpi/tables/SIG (0400): the firmware's own tables, when
     the firmware has them (the kernel exports every table it found)."""
     if not spec.acpi_tables:
         return
-    from fakesys.sysfs.kernfs import Blob
     tables = kernel.sys.mkdir("firmware").mkdir("acpi").mkdir("tables")
     for sig, data in sorted(spec.acpi_tables.items()):
         tables.add(Blob(sig, 0o400, lambda d=data: len(d), lambda off, n, d=data: d[off:off + n]))

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 class PmemRange:
     """A struct resource of pmem without DIMMs: its SPA range, the nodes
     it belongs to and the byte store behind it (the media).  ``ramdax``
-    records that the topology meant the range for the ramdax driver."""
+    records that the platform meant the range for the ramdax driver."""
 
     start: int
     size: int

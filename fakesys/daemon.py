@@ -39,9 +39,9 @@ from fakesys.dev.daxmedia import DaxMedia
 from fakesys.dev.modprobe import modprobe
 from fakesys.dev.opentrap import DaxOpens
 from fakesys.fuse.server import Server, mount_options, serve
-from fakesys.machine import Machine
+from fakesys.platform.machine import Machine
 from fakesys.udev import Udev
-from fakesys.topology import load
+from fakesys.platform.topology import load
 
 log = logging.getLogger("fakesys.daemon")
 

@@ -55,7 +55,7 @@ def up(topology: str | None, state: str | None, name: str, quiet: bool = False,
     try:
         # Checked while the daemon starts (its imports take most of `up`):
         # a bad topology fails here with a clear message, not a log tail.
-        from fakesys.topology import load
+        from fakesys.platform.topology import load
         load(topo)
     except BaseException:
         proc.kill()

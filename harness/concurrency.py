@@ -181,7 +181,7 @@ def one_run(mode: str, iterations: int, seed: int, workers: int = WORKERS,
         regions = [f"region{i}" for i in range(workers - 1)]
         dax_region = str(workers - 1)
     else:
-        from fakesys.topology import default_path
+        from fakesys.platform.topology import default_path
         topo = default_path()
         regions = ["region0,region1,region2"] * (workers - 2)
         dax_region = "3"

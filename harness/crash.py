@@ -223,7 +223,7 @@ class CrashStats:
 class CrashHarness:
     def __init__(self, topology: str, workdir: str, seed: int, name: str | None = None,
                  max_namespaces: int = 4) -> None:
-        from fakesys.topology import load
+        from fakesys.platform.topology import load
         self.topology_path = topology
         self.topology = load(topology)
         self.state = os.path.join(workdir, "state")
@@ -451,7 +451,7 @@ class CrashHarness:
 
 def run(kills: int, seed: int = 1, topology: str | None = None, verbose: bool = False,
         max_rounds: int | None = None) -> CrashStats:
-    from fakesys.topology import default_path
+    from fakesys.platform.topology import default_path
     work = tempfile.mkdtemp(prefix="fakesys-crash-")
     harness = CrashHarness(topology or default_path(), work, seed)
     try:

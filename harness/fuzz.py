@@ -41,9 +41,9 @@ from typing import Protocol, Sequence
 
 from fakesys.errors import Errno
 from fakesys.kernel.invariants import _dax_regions, check, diff, snapshot
-from fakesys.machine import Machine
+from fakesys.platform.machine import Machine
 from fakesys.sysfs.kernfs import Dir, File, Link, Node
-from fakesys.topology import load
+from fakesys.platform.topology import load
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -633,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import multiprocessing
     import time
-    from fakesys.topology import default_path
+    from fakesys.platform.topology import default_path
     p = argparse.ArgumentParser(prog="scripts/fuzz", description="Fuzz the sysfs stores: in process "
                                 "on the model, then through a live mount with the real tools.")
     p.add_argument("--writes", type=int, default=10_000, help="in-process writes in all (default 10000)")

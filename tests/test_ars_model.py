@@ -8,8 +8,8 @@ import struct
 
 from fakesys.kernel.base.timer import timers
 from fakesys.kernel.nvdimm import ioctl
-from fakesys.machine import Machine
-from fakesys.topology import load
+from fakesys.platform.machine import Machine
+from fakesys.platform.topology import load
 
 ARS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "ars.toml")
 

@@ -19,7 +19,7 @@ import subprocess
 from conftest import needs_ndctl, needs_root
 from fakesys import runtime
 from harness.crash import CrashHarness, label_areas, run
-from fakesys.topology import default_path
+from fakesys.platform.topology import default_path
 
 pytestmark = [needs_root, needs_ndctl]
 

@@ -14,9 +14,9 @@ import pytest
 
 from fakesys.errors import Errno
 from fakesys.kernel.invariants import check
-from fakesys.machine import Machine
+from fakesys.platform.machine import Machine
 from fakesys.sysfs.kernfs import Dir, File, Link
-from fakesys.topology import parse
+from fakesys.platform.topology import parse
 from test_model import exists, read, refused, resolve, write
 
 MiB = 1 << 20

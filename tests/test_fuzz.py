@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
 from harness.fuzz import Fuzz, HypothesisChooser
-from fakesys.topology import default_path
+from fakesys.platform.topology import default_path
 
 EXAMPLES = int(os.environ.get("FAKESYS_FUZZ_EXAMPLES", "5"))
 STEPS = int(os.environ.get("FAKESYS_FUZZ_STEPS", "30"))
@@ -134,8 +134,8 @@ def test_topology_names_cannot_leave_the_state_directory(tmp_path, name):
     topo = tmp_path / "evil.toml"
     topo.write_text(text)
     state = tmp_path / "deep" / "state"
-    from fakesys.machine import Machine
-    from fakesys.topology import load
+    from fakesys.platform.machine import Machine
+    from fakesys.platform.topology import load
     topology = load(str(topo))
     assert name in {d.name for bus in topology.buses for d in bus.dimms}
     before = sorted(p for p in tmp_path.rglob("*"))
@@ -149,8 +149,8 @@ def test_topology_names_cannot_leave_the_state_directory(tmp_path, name):
 
 def test_a_symlink_in_the_state_directory_is_not_followed(tmp_path):
     """Media files are opened O_NOFOLLOW: a planted link cannot redirect them."""
-    from fakesys.machine import Machine
-    from fakesys.topology import load
+    from fakesys.platform.machine import Machine
+    from fakesys.platform.topology import load
     victim = tmp_path / "victim"
     victim.write_bytes(b"precious")
     state = tmp_path / "state"

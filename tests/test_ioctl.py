@@ -19,9 +19,9 @@ from fakesys.kernel.base.core import device_del
 from fakesys.kernel.base.dd import device_attach, device_release_driver
 from fakesys.kernel.fs.char_dev import set_chrdev_numbers
 from fakesys.kernel.nvdimm import ioctl as nd
-from fakesys.machine import Machine
+from fakesys.platform.machine import Machine
 from fakesys.sysfs.kernfs import Link
-from fakesys.topology import load
+from fakesys.platform.topology import load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QEMU = os.path.join(ROOT, "devices", "qemu-nvdimm.toml")

@@ -14,8 +14,8 @@ import errno
 import os
 
 from fakesys.kernel.mm.memory_tiers import MEMTIER_ADISTANCE_DRAM
-from fakesys.machine import Machine
-from fakesys.topology import load, parse
+from fakesys.platform.machine import Machine
+from fakesys.platform.topology import load, parse
 from test_model import exists, read, refused, resolve, write
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -238,7 +238,7 @@ def test_hmat_data_agrees_with_the_firmware_table():
     the locality and cache data the topology declares must be what that
     table says (proximity domain N is node N on that machine)."""
     import struct
-    from fakesys.topology import load as load_topology
+    from fakesys.platform.topology import load as load_topology
     spec = load_topology(os.path.join(ROOT, "devices", "qemu-hmat.toml")).sections["machine"]
     with open(os.path.join(spec.source_dir, spec.acpi_tables["HMAT"]), "rb") as f:
         table = f.read()
@@ -266,7 +266,7 @@ def test_hmat_data_agrees_with_the_firmware_table():
             policy = {1: "write-back", 2: "write-through", 0: "none"}[(attrs >> 12) & 0xF]
             caches.setdefault(pd, []).append(((attrs >> 4) & 0xF, size, attrs >> 16, assoc, policy))
         off += length
-    from fakesys.topology import CACHE_INDEXING, CACHE_POLICY
+    from fakesys.platform.topology import CACHE_INDEXING, CACHE_POLICY
     for node in spec.nodes:
         for a in node.access:
             assert latency[(a.initiator, node.id)] == {

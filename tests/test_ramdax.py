@@ -21,8 +21,8 @@ import pytest
 from conftest import needs_ndctl, needs_root
 from fakesys.errors import Errno
 from fakesys.kernel.nvdimm import ioctl as nd
-from fakesys.machine import Machine
-from fakesys.topology import load, parse
+from fakesys.platform.machine import Machine
+from fakesys.platform.topology import load, parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_model import exists, read, resolve, write  # noqa: E402

@@ -14,8 +14,8 @@ import os
 import subprocess
 
 from conftest import FAKESYS, ROOT, needs_ndctl, needs_root
-from fakesys.machine import Machine
-from fakesys.topology import parse
+from fakesys.platform.machine import Machine
+from fakesys.platform.topology import parse
 
 DEVICES = os.path.join(ROOT, "devices")
 REHEARSAL = ("echo e820_pmem > /sys/bus/platform/drivers/e820_pmem/unbind && "

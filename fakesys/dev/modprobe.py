@@ -15,8 +15,8 @@ import os
 
 from fakesys import shipped_topology
 from fakesys.errors import Errno
-from fakesys.kernel.acpi import nfit_test
-from fakesys.topology import Topology, load
+from fakesys.platform import nfit_test
+from fakesys.platform.topology import Topology, load
 
 #: the machine ``modprobe nfit_test`` adds when the running topology names none
 NFIT_TEST_TOPOLOGY = shipped_topology("nfit_test")

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from fakesys.kernel.block import block_class
+from fakesys.kernel.bootparam import BootParams
 from fakesys.kernel.dax.bus import Dax
 from fakesys.kernel.kernel import Kernel
+from fakesys.kernel.mm.setup import mm_init
 from fakesys.kernel.version import KernelVersion
 
 
-def boot(version: str | KernelVersion, machine=None) -> Kernel:
-    """``machine`` is the topology's MachineSpec (boot RAM, nodes, HMAT);
-    without one the machine is QEMU's default pc with 2 GiB on node 0."""
-    from fakesys.kernel.mm.setup import mm_init
-    from fakesys.topology import Topology, default_machine
+def boot(version: str | KernelVersion, params: BootParams) -> Kernel:
+    """``params``: what firmware says of the machine (boot RAM, nodes, HMAT)."""
     kernel = Kernel(version)
-    mm_init(kernel, machine if machine is not None else default_machine(Topology()))
+    mm_init(kernel, params)
     block_class(kernel)
     kernel.dax = Dax(kernel)
     return kernel  # libnvdimm loads with the first provider that needs it

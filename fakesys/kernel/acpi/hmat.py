@@ -36,7 +36,7 @@ from fakesys.sysfs.kernfs import File, Link
 if TYPE_CHECKING:
     from fakesys.kernel.base.memory import MemoryNotify
     from fakesys.kernel.kernel import Kernel
-    from fakesys.topology import AccessSpec, CacheSpec
+    from fakesys.kernel.bootparam import HmatCache, HmatLocality
 
 ACCESS_CLASSES = (0, 1)     # ACCESS_COORDINATE_LOCAL, ACCESS_COORDINATE_CPU
 PERF_ATTRS = ("read_bandwidth", "write_bandwidth", "read_latency", "write_latency")
@@ -66,7 +66,7 @@ class CacheRoot(Device):
 
 
 class CacheIndex(Device):
-    def __init__(self, root: CacheRoot, cache: "CacheSpec") -> None:
+    def __init__(self, root: CacheRoot, cache: "HmatCache") -> None:
         super().__init__(root.kernel, f"index{cache.level}", root)
         self.cache = cache
         self.groups = [CACHE_GROUP, POWER_NOCB_GROUP]
@@ -87,7 +87,7 @@ class Hmat:
 
     # -- the table ------------------------------------------------------------
 
-    def _locality(self, target: int) -> list["AccessSpec"]:
+    def _locality(self, target: int) -> list["HmatLocality"]:
         n = self.kernel.nodes.node_spec(target)
         return list(n.access) if n is not None else []
 
@@ -186,7 +186,7 @@ class Hmat:
                 value = getattr(perf, attr)
                 idir.add(File(attr, 0o444, lambda v=value: f"{v}\n"))
 
-    def _add_cache(self, node: NodeDevice, cache: "CacheSpec") -> None:
+    def _add_cache(self, node: NodeDevice, cache: "HmatCache") -> None:
         """node_add_cache()."""
         if node.cache_root is None or not node.cache_root.registered:
             node.cache_root = CacheRoot(node)

@@ -8,18 +8,17 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from fakesys.kernel.acpi.nfit_table import Nfit, NfitDimm
 from fakesys.kernel.base.bus import Bus
 from fakesys.kernel.base.core import RO, RW, Attribute, AttributeGroup, Device, device_add
 from fakesys.kernel.base.dd import device_attach
 from fakesys.kernel.base.driver import Driver, driver_register
 from fakesys.kernel.nvdimm.bus import BUS_CMD_NAMES, DIMM_CMD_NAMES, NvdimmBus, libnvdimm
-from fakesys.kernel.nvdimm.dimm import LsaIo, Nvdimm
-from fakesys.kernel.nvdimm.label import LabelArea, NfitSetInfo, interleave_set_cookies
+from fakesys.kernel.nvdimm.dimm import Nvdimm
+from fakesys.kernel.nvdimm.label import NfitSetInfo, interleave_set_cookies
 from fakesys.kernel.nvdimm.region import InterleaveSet, Mapping, RegionDesc, region_create
 from fakesys.kernel.parse import kstrtoint
-from fakesys.media import Memory
 from fakesys.sysfs.kernfs import File, Link
-from fakesys.topology import BusSpec, DimmSpec
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
@@ -83,7 +82,7 @@ def _acpi(kernel: "Kernel") -> AcpiBus:
     return bus  # type: ignore[return-value]
 
 
-def _nfit_dimm_group(spec: DimmSpec, formats: int = 1) -> AttributeGroup:
+def _nfit_dimm_group(spec: NfitDimm, formats: int = 1) -> AttributeGroup:
     flags = "".join(f"{f} " for f in NFIT_MEM_FLAGS if f in spec.flags) + "\n"
     return AttributeGroup([
         RO("handle", lambda d: f"{spec.handle:#x}\n"),
@@ -106,7 +105,7 @@ def _nfit_dimm_group(spec: DimmSpec, formats: int = 1) -> AttributeGroup:
                                       and getattr(d, "dirty_shutdown", None) is None else a.mode)
 
 
-def dimm_id(spec: DimmSpec) -> str:
+def dimm_id(spec: NfitDimm) -> str:
     """nfit/id: vendor-serial (with location and date when the DCR has them)."""
     if spec.manufacturing_date or spec.manufacturing_location:
         return (f"{_be16(spec.vendor_id):04x}-{spec.manufacturing_location:02x}-"
@@ -119,10 +118,10 @@ class NfitBusState:
 
     ``fw`` is the platform's ARS/poison engine and ``scrubber`` the
     kernel's scrub work, both present when the bus supports ARS or the
-    topology declares media errors (kernel/acpi/nfit_fw.py).
+    NFIT lists media errors (kernel/acpi/nfit_fw.py).
     """
 
-    def __init__(self, spec: BusSpec) -> None:
+    def __init__(self, spec: Nfit) -> None:
         self.spec = spec
         self.hw_error_scrub = 0
         self.fw = None
@@ -163,7 +162,7 @@ class NfitBusState:
         ], name="nfit", is_visible=visible)
 
 
-def _acpi_device_tree(kernel: "Kernel", spec: BusSpec) -> Device:
+def _acpi_device_tree(kernel: "Kernel", spec: Nfit) -> Device:
     """The ACPI0012 device (and, on older kernels, its ACPI parents)."""
     _acpi(kernel)  # the acpi bus, registered by the first ACPI device
     platform_dir = kernel.sys_devices.mkdir("platform")
@@ -206,13 +205,13 @@ def nfit_module_init(kernel: "Kernel") -> None:
             params.add(File(name, mode, lambda v=value: f"{v}\n", (lambda data: None) if mode & 0o200 else None))
 
 
-def nfit_register(kernel: "Kernel", spec: BusSpec, stores, parent=None) -> NvdimmBus:
+def nfit_register(kernel: "Kernel", spec: Nfit, parent=None, ndctl=None) -> NvdimmBus:
     """acpi_nfit_init() for one NFIT: bus, DIMMs (by handle), regions (SPA order).
 
-    ``stores(dimm_spec)`` returns (label_store, media_store) for a DIMM;
-    ``stores(None, name, size)`` a store for a region without DIMMs.
     ``parent``: the platform device of a test NFIT (nfit_test.N), whose
     name is then the provider name; otherwise the ACPI0012 device.
+    ``ndctl``: the provider's command handler in place of ACPI _DSM
+    (nd_desc->ndctl; nfit_test brings its own).
     """
     if parent is None:
         parent = _acpi_device_tree(kernel, spec)
@@ -225,9 +224,8 @@ def nfit_register(kernel: "Kernel", spec: BusSpec, stores, parent=None) -> Nvdim
                     _cmd_mask(spec.commands, BUS_CMD_NAMES))
     bus.groups.append(state.group())
     bus.nfit = state
-    if parent is not None and provider != "ACPI.NFIT":
-        from fakesys.kernel.acpi.nfit_test import NfitTestCtl
-        bus.ndctl_handler = NfitTestCtl()
+    if ndctl is not None:
+        bus.ndctl_handler = ndctl
     if spec.fw_activate:
         bus.groups[1] = AttributeGroup([
             Attribute("activate", 0o600, lambda d: "idle\n", lambda d, b: None),
@@ -246,9 +244,7 @@ def nfit_register(kernel: "Kernel", spec: BusSpec, stores, parent=None) -> Nvdim
         state.scrubber.attr = nfit_dir.get("scrub") if nfit_dir is not None else None
     dimms: dict[str, Nvdimm] = {}
     for dspec in sorted(spec.dimms, key=lambda d: d.handle):
-        lsa, media = stores(dspec)
-        if dspec.labels != "blank" and lsa is not None and not LabelArea(LsaIo(lsa)).validate():
-            LabelArea(LsaIo(lsa)).ndctl_init(128 if dspec.labels == "v1.1" else 256)
+        lsa, media = dspec.lsa, dspec.media
         # formats: 1 if a SPA-PM range maps the DIMM (a map_fail DIMM has none)
         mapped = any(dspec.name in r.dimms for r in spec.regions) or not spec.regions
         groups = [_nfit_dimm_group(dspec, int(mapped))] + _dimm_extra_groups(dspec)
@@ -273,7 +269,7 @@ def nfit_register(kernel: "Kernel", spec: BusSpec, stores, parent=None) -> Nvdim
             nd_set = InterleaveSet(0, 0, 0, bytes(16))
         per_dimm = rspec.size // len(members) if members else 0
         mappings = [Mapping(d, rspec.dpa[i], per_dimm, i) for i, d in enumerate(members)]
-        media = None if members else _region_store(stores, f"spa-{rspec.spa:x}.pmem", rspec.size)
+        media = None if members else rspec.media
         desc = RegionDesc(start=rspec.spa, size=rspec.size, mappings=mappings, nd_set=nd_set,
                           numa_node=rspec.numa_node, target_node=rspec.target_node,
                           interleave_granularity=rspec.interleave_granularity,
@@ -291,13 +287,7 @@ def nfit_register(kernel: "Kernel", spec: BusSpec, stores, parent=None) -> Nvdim
     return bus
 
 
-def _region_store(stores, name: str, size: int):
-    """Media for a region without DIMMs (a virtual SPA range): the machine's store."""
-    machine = getattr(stores, "__self__", None)
-    return machine.store(name, size) if hasattr(machine, "store") else Memory(size)
-
-
-def _dimm_extra_groups(spec: DimmSpec) -> list[AttributeGroup]:
+def _dimm_extra_groups(spec: NfitDimm) -> list[AttributeGroup]:
     """Security (Intel family) and firmware-activate attributes a DIMM may have."""
     groups = []
     if spec.security:
@@ -313,7 +303,7 @@ def _dimm_extra_groups(spec: DimmSpec) -> list[AttributeGroup]:
     return groups
 
 
-def _dimm_smart(dimm: Nvdimm, spec: DimmSpec) -> None:
+def _dimm_smart(dimm: Nvdimm, spec: NfitDimm) -> None:
     """The DIMM's Intel SMART state and what the kernel learns from it at
     probe (nfit_intel_shutdown_status: the dirty-shutdown count)."""
     has = spec.smart if spec.smart is not None else (spec.family == 0 and spec.dsm_mask >> 1 & 1)

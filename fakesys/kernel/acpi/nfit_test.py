@@ -4,10 +4,11 @@ The module registers platform devices ``nfit_test.0`` and ``nfit_test.1``;
 each is an NFIT bus whose provider name is the device's name, parsed by
 the real NFIT code, with the module's own ``ndctl`` callback instead of
 ACPI _DSM methods (:class:`NfitTestCtl`, after ``nfit_test_ctl``).  The
-topology comes from devices/nfit_test.toml; ``modprobe nfit_test`` inside
-``fakesys run`` brings it up in a running fake (:func:`load`) and
-``modprobe -r nfit_test`` takes it down (:func:`unload`), refused while a
-region is enabled (the bus provider module is pinned by enabled regions,
+NFITs are the platform's to describe (the module's own tables in the
+real one); ``modprobe nfit_test`` inside ``fakesys run`` brings them up
+in a running fake (:func:`nfit_test_init`) and ``modprobe -r nfit_test``
+takes them down (:func:`nfit_test_exit`), refused while a region is
+enabled (the bus provider module is pinned by enabled regions,
 nvdimm_bus_probe/to_bus_provider), as ``Module nfit_test is in use``.
 
 Differences from nfit_test kept on purpose: no BLK/DCR SPA ranges (6.1
@@ -20,12 +21,18 @@ from __future__ import annotations
 
 import errno
 import struct
+from typing import Callable
 
 from fakesys.errors import Errno
 from fakesys.kernel.acpi import nfit_fw as fw
-from fakesys.kernel.base.core import device_add, device_del
+from fakesys.kernel.acpi.nfit import nfit_module_init, nfit_register
+from fakesys.kernel.acpi.nfit_table import Nfit
+from fakesys.kernel.base.class_ import Class
+from fakesys.kernel.base.core import RO, RW, WO, AttributeGroup, Device, device_add, device_del
 from fakesys.kernel.base.driver import Driver, driver_register, driver_unregister
+from fakesys.kernel.base.module import module_load
 from fakesys.kernel.base.platform import PlatformDevice, platform_bus
+from fakesys.kernel.parse import kstrtoint
 
 ND_CMD_ARS_CAP = 1
 ND_CMD_ARS_START = 2
@@ -162,22 +169,25 @@ def _run_payload(handler, buf: bytearray, length: int) -> int:
 
 
 class NfitTestDriver(Driver):
-    """Platform driver ``nfit_test``: each device is one NFIT described by the topology."""
+    """Platform driver ``nfit_test``: each device is one NFIT.
+
+    ``nfits`` maps a device name to a function that makes its NFIT: the
+    module allocates the DIMMs' memory (zeroed) at every probe, so each
+    probe gets new stores."""
 
     name = MODULE
     module = MODULE
 
-    def __init__(self, kernel, bus, machine, specs) -> None:
+    def __init__(self, kernel, bus, nfits: dict[str, Callable[[], Nfit]]) -> None:
         super().__init__(kernel, bus)
-        self.machine = machine
-        self.specs = specs              # device name -> BusSpec
+        self.nfits = nfits
+        self.pdevs: list[PlatformDevice] = []  # the platform devices the module made
 
     def probe(self, dev) -> None:
-        from fakesys.kernel.acpi.nfit import nfit_register
-        spec = self.specs.get(dev.name)
-        if spec is None:
+        make = self.nfits.get(dev.name)
+        if make is None:
             raise Errno(errno.ENODEV, f"no NFIT for {dev.name}")
-        dev.drvdata = nfit_register(self.kernel, spec, _stores(spec), parent=dev)
+        dev.drvdata = nfit_register(self.kernel, make(), parent=dev, ndctl=NfitTestCtl())
         _test_dimms(self.kernel, dev)
 
     def remove(self, dev) -> None:
@@ -195,24 +205,8 @@ class NfitTestDriver(Driver):
 HANDLES = {0: (0, [0x0, 0x1, 0x100, 0x101, 0x1000]), 1: (5, [0x10000, 0x10001])}
 
 
-def _stores(spec):
-    """vmalloc()ed by the module: zeroed at every load, "labelN" at the start
-    of each label area (sprintf(t->label[i], "label%d", i))."""
-    from fakesys.media import Memory
-    index = {d.name: i for i, d in enumerate(spec.dimms)}
-
-    def stores(dspec):
-        lsa = Memory(dspec.label_size) if dspec.label_size else None
-        if lsa is not None:
-            lsa.write(0, f"label{index[dspec.name]}".encode() + b"\0")
-        return lsa, Memory(dspec.size)
-    return stores
-
-
 def _test_dimms(kernel, pdev) -> None:
     """The nfit_test_dimm class devices (command-failure injection knobs)."""
-    from fakesys.kernel.base.core import AttributeGroup, Device, RO, RW, WO
-    from fakesys.kernel.base.class_ import Class
     got = HANDLES.get(int(pdev.name.rpartition(".")[2]))
     if got is None:
         return
@@ -225,7 +219,6 @@ def _test_dimms(kernel, pdev) -> None:
 
         def store(key, base):
             def fn(d, buf: str) -> None:
-                from fakesys.kernel.parse import kstrtoint
                 knobs[key] = kstrtoint(buf, base)
             return fn
         dev.groups = [AttributeGroup([
@@ -241,47 +234,37 @@ def is_loaded(kernel) -> bool:
     return MODULE in platform_bus(kernel).drivers
 
 
-def load(machine, topology) -> None:
-    """``modprobe nfit_test``: register the driver and its platform devices."""
-    kernel = machine.kernel
+def nfit_test_init(kernel, nfits: dict[str, Callable[[], Nfit]]) -> None:
+    """``modprobe nfit_test``: the modules it pulls in, the driver and its
+    platform devices, one per NFIT (named ``nfit_test.N``)."""
     if is_loaded(kernel):
         return
-    from fakesys.kernel.base.module import module_load
     for name in (MODULE,) + DEPENDS:
         module_load(kernel, name)
-    from fakesys.kernel.acpi.nfit import nfit_module_init
     nfit_module_init(kernel)
-    specs = {}
-    for i, spec in enumerate(b for b in topology.buses if getattr(b, "type", "") == "nfit"):
-        specs[spec.provider or f"{MODULE}.{i}"] = spec
     bus = platform_bus(kernel)
-    drv = NfitTestDriver(kernel, bus, machine, specs)
-    devices = []
-    for name in specs:
+    drv = NfitTestDriver(kernel, bus, nfits)
+    for name in nfits:
         base, _, idx = name.rpartition(".")
         dev = PlatformDevice(kernel, base, int(idx))
         device_add(dev, probe=False)
-        devices.append(dev)
+        drv.pdevs.append(dev)
     driver_register(drv)
-    machine.nfit_test = (drv, devices)
 
 
-def unload(machine) -> None:
+def nfit_test_exit(kernel) -> None:
     """``modprobe -r nfit_test``: EBUSY while a region of its buses is enabled."""
-    kernel = machine.kernel
-    got = getattr(machine, "nfit_test", None)
-    if got is None:
+    drv = platform_bus(kernel).drivers.get(MODULE)
+    if drv is None:
         return
-    drv, devices = got
-    for dev in devices:
+    for dev in drv.pdevs:
         bus = dev.drvdata
         if bus is not None and any(r.driver is not None for r in bus.regions()):
             raise Errno(errno.EBUSY, "Module nfit_test is in use")
-    for dev in devices:
+    for dev in drv.pdevs:
         device_del(dev)
     driver_unregister(drv)
     kernel.sys_module.remove(MODULE)
     if kernel.classes.pop("nfit_test_dimm", None) is not None:
         kernel.sys_class.remove("nfit_test_dimm")
     kernel.modules.pop(MODULE, None)
-    machine.nfit_test = None

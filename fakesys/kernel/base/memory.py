@@ -52,7 +52,7 @@ from fakesys.sysfs.kernfs import Link
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
-    from fakesys.topology import MachineSpec
+    from fakesys.kernel.bootparam import BootParams
 
 ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_MOVABLE = range(4)
 ZONE_NAMES = ("DMA", "DMA32", "Normal", "Movable")
@@ -179,7 +179,7 @@ def _zone_of(start: int, end: int) -> set[int]:
 class Memory:
     """The memory block devices and the hotplug operations on them."""
 
-    def __init__(self, kernel: "Kernel", spec: "MachineSpec") -> None:
+    def __init__(self, kernel: "Kernel", spec: "BootParams") -> None:
         self.kernel = kernel
         self.spec = spec
         self.block_size = spec.block_size
@@ -420,7 +420,7 @@ class Memory:
         return [self.blocks[i] for i in range(start // bs, (start + size) // bs) if i in self.blocks]
 
 
-def memory_init(kernel: "Kernel", spec: "MachineSpec") -> Memory:
+def memory_init(kernel: "Kernel", spec: "BootParams") -> Memory:
     mem = Memory(kernel, spec)
     kernel.memory = mem
     return mem

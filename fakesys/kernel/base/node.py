@@ -33,7 +33,7 @@ from fakesys.sysfs.kernfs import Dir, File, Link
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
-    from fakesys.topology import MachineSpec, NodeSpec
+    from fakesys.kernel.bootparam import BootParams, NumaNode
 
 LOCAL_DISTANCE = 10
 REMOTE_DISTANCE = 20
@@ -142,7 +142,7 @@ HUGEPAGE_SIZES = (("hugepages-1048576kB", True), ("hugepages-2048kB", False))
 class Nodes:
     """The node states, the node devices, per-node memory accounting."""
 
-    def __init__(self, kernel: "Kernel", spec: "MachineSpec") -> None:
+    def __init__(self, kernel: "Kernel", spec: "BootParams") -> None:
         self.kernel = kernel
         self.spec = spec
         self.bus = kernel.register_bus(Bus(kernel, "node"))
@@ -168,7 +168,7 @@ class Nodes:
 
     # -- facts --------------------------------------------------------------
 
-    def node_spec(self, nid: int) -> "NodeSpec | None":
+    def node_spec(self, nid: int) -> "NumaNode | None":
         return self.spec.node(nid)
 
     def cpus_of(self, nid: int) -> list[int]:
@@ -385,7 +385,7 @@ def _mask_attr(name: str, get) -> Attribute:
 ROOT_GROUP = AttributeGroup([_mask_attr(name, get) for name, get in ROOT_ATTRS])
 
 
-def node_init(kernel: "Kernel", spec: "MachineSpec", ram_kb: dict[int, int]) -> Nodes:
+def node_init(kernel: "Kernel", spec: "BootParams", ram_kb: dict[int, int]) -> Nodes:
     nodes = Nodes(kernel, spec)
     kernel.nodes = nodes
     return nodes

@@ -21,6 +21,7 @@ Versions:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fakesys.kernel.base.core import Device, device_add, device_del
@@ -29,10 +30,22 @@ from fakesys.kernel.base.module import module_load
 from fakesys.kernel.base.platform import PlatformDevice, platform_bus
 from fakesys.kernel.dax.bus import PMD_SIZE, alloc_dax_region, dax_region_unregister
 from fakesys.kernel.memregion import memregion_alloc, memregion_free
-from fakesys.topology import SoftReservedSpec as SoftReserved
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
+
+
+@dataclass
+class SoftReserved:
+    """A range the firmware marked EFI_MEMORY_SP (or an e820 entry of type
+    0xefffffff), as hmem_register_resource() records it: the proximity
+    domain's node and, when the firmware maps it to another online node,
+    that node (``numa_node``; None: the target)."""
+
+    start: int
+    size: int
+    target_node: int = 0
+    numa_node: int | None = None
 
 
 class HmemDevice(PlatformDevice):

@@ -2,7 +2,7 @@
 driver_init's memory_dev_init/node_dev_init, memory tiers, HMAT).
 
 In order: the iomem tree (boot System RAM from the e820 map, then the
-firmware and platform resources the topology lists), the CPUs, the NUMA
+firmware and platform resources the machine has), the CPUs, the NUMA
 nodes with boot memory or CPUs, the memory blocks of the boot RAM, the
 HMAT targets, the memory tiers; and the ``/proc`` files that show them
 (``iomem``, ``meminfo``, ``cmdline``), which ``fakesys run`` binds over
@@ -11,26 +11,24 @@ the host's in its private mount namespace.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
+from fakesys.kernel.acpi.hmat import hmat_init
+from fakesys.kernel.base.cpu import Cpus
+from fakesys.kernel.base.memory import memory_init
+from fakesys.kernel.base.node import node_init
+from fakesys.kernel.bootparam import BootParams
+from fakesys.kernel.mm.memory_tiers import memory_tiers_init
 from fakesys.kernel.resource import IORESOURCE_BUSY, IORESOURCE_SYSTEM_RAM, parse_iomem
-from fakesys.sysfs.kernfs import File
+from fakesys.sysfs.kernfs import Blob, File
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
-    from fakesys.topology import MachineSpec
 
 DEFAULT_CMDLINE = "BOOT_IMAGE=/boot/vmlinuz root=/dev/vda1 ro quiet"
 
 
-def mm_init(kernel: "Kernel", spec: "MachineSpec") -> None:
-    from fakesys.kernel.acpi.hmat import hmat_init
-    from fakesys.kernel.base.cpu import Cpus
-    from fakesys.kernel.base.memory import memory_init
-    from fakesys.kernel.base.node import node_init
-    from fakesys.kernel.mm.memory_tiers import memory_tiers_init
-
+def mm_init(kernel: "Kernel", spec: BootParams) -> None:
     iomem = kernel.iomem
     for r in spec.ram:
         iomem.insert("System RAM", r.start, r.end, IORESOURCE_SYSTEM_RAM | IORESOURCE_BUSY)
@@ -60,17 +58,11 @@ def mm_init(kernel: "Kernel", spec: "MachineSpec") -> None:
     proc.add(File("cmdline", 0o444, lambda: cmdline + "\n"))
 
 
-def _acpi_tables(kernel: "Kernel", spec: "MachineSpec") -> None:
+def _acpi_tables(kernel: "Kernel", spec: BootParams) -> None:
     """/sys/firmware/acpi/tables/SIG (0400): the firmware's own tables, when
-    the topology ships them (the kernel exports every table it found)."""
+    the firmware has them (the kernel exports every table it found)."""
     if not spec.acpi_tables:
         return
-    from fakesys.sysfs.kernfs import Blob
     tables = kernel.sys.mkdir("firmware").mkdir("acpi").mkdir("tables")
-    for sig, name in sorted(spec.acpi_tables.items()):
-        path = name if os.path.isabs(name) else os.path.join(spec.source_dir, name)
-        with open(path, "rb") as f:
-            data = f.read()
-        if data[:4] != sig.encode():
-            raise ValueError(f"{path} is not an ACPI {sig} table")
+    for sig, data in sorted(spec.acpi_tables.items()):
         tables.add(Blob(sig, 0o400, lambda d=data: len(d), lambda off, n, d=data: d[off:off + n]))

@@ -29,15 +29,13 @@ from fakesys.kernel.nvdimm.region import RegionDesc, region_create
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
-    from fakesys.machine import Machine
-    from fakesys.topology import E820BusSpec
 
 
 @dataclass
 class PmemRange:
     """A struct resource of pmem without DIMMs: its SPA range, the nodes
     it belongs to and the byte store behind it (the media).  ``ramdax``
-    records that the topology meant the range for the ramdax driver."""
+    records that the platform meant the range for the ramdax driver."""
 
     start: int
     size: int
@@ -108,21 +106,17 @@ def register_pmem_drivers(kernel: "Kernel", dev: PlatformDevice, drv_cls: type[D
         device_attach(dev)
 
 
-def e820_register(machine: "Machine", spec: "E820BusSpec") -> PlatformDevice:
-    """Boot with ``spec``'s legacy ranges: the resources, the ``e820_pmem``
-    device (with the override a boot-time tool such as driverctl would
-    set), then the drivers that may bind it (nd_e820, and ramdax where the
-    kernel has it, loaded but binding nothing by itself)."""
-    kernel = machine.kernel
-    if any(r.ramdax for r in spec.ranges) and not kernel.version.has_ramdax:
-        raise ValueError(f"ranges meant for ramdax need kernel 6.19 or later, not {kernel.version}")
-    if platform_bus(kernel).devices.get("e820_pmem") is not None:
-        raise ValueError("only one e820 bus per machine: list all ranges in it")
-    for r in spec.ranges:
-        store = machine.store(f"e820-{r.start:x}.pmem", r.size, ram=True)   # memmap=: RAM
-        add_legacy_range(kernel, PmemRange(r.start, r.size, r.numa_node, r.target_node, store, r.ramdax))
+def e820_pmem_register(kernel: "Kernel", ranges: list[PmemRange],
+                       driver_override: str | None = None) -> PlatformDevice:
+    """The firmware's legacy ranges at boot (e820__reserve_resources_late,
+    register_e820_pmem): the resources, the ``e820_pmem`` device (with the
+    override a boot-time tool such as driverctl would set), then the
+    drivers that may bind it (nd_e820, and ramdax where the kernel has it,
+    loaded but binding nothing by itself)."""
+    for rng in ranges:
+        add_legacy_range(kernel, rng)
     dev = PlatformDevice(kernel, "e820_pmem")
-    dev.driver_override = spec.driver_override or None
+    dev.driver_override = driver_override or None
     device_add(dev, probe=False)
     register_pmem_drivers(kernel, dev, E820PmemDriver)
     return dev

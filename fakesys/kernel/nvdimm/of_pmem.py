@@ -29,8 +29,6 @@ from fakesys.sysfs.kernfs import Dir, File, Link
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
-    from fakesys.machine import Machine
-    from fakesys.topology import OfPmemSpec
 
 OF_MATCH_TABLE = ("pmem-region", "pmem-region-v2")
 
@@ -83,28 +81,15 @@ def _fdt_node_dir(kernel: "Kernel", node: OfNode, ranges: list[PmemRange]) -> Di
     return d
 
 
-def of_pmem_register(machine: "Machine", spec: "OfPmemSpec") -> PlatformDevice:
-    """of_platform_populate() for one ``pmem-region`` node, then the drivers
-    (of_pmem, and ramdax where the kernel has it) as their modules load."""
-    kernel = machine.kernel
-    if any(r.ramdax for r in spec.ranges) and not kernel.version.has_ramdax:
-        raise ValueError(f"ranges meant for ramdax need kernel 6.19 or later, not {kernel.version}")
-    props: dict = {}
-    if spec.volatile:
-        props["volatile"] = True
-    if spec.numa_node >= 0:
-        props["numa-node-id"] = spec.numa_node
-    node = OfNode(spec.node, [spec.compatible], props)
-    ranges = []
-    for r in spec.ranges:
-        # a volatile region, or a RAM carve-out meant for ramdax, is RAM
-        store = machine.store(f"of-{r.start:x}.pmem", r.size, ram=spec.volatile or r.ramdax)
-        ranges.append(PmemRange(r.start, r.size, spec.numa_node, spec.numa_node, store, r.ramdax))
-    name = bus_id(node, ranges[0].start)
-    if name in platform_bus(kernel).devices:
-        raise ValueError(f"two device-tree nodes make platform device {name}")
-    dev = PlatformDevice(kernel, name, numa_node=spec.numa_node, of_node=node, resources=ranges)
-    dev.driver_override = spec.driver_override or None
+def of_pmem_populate(kernel: "Kernel", node: OfNode, ranges: list[PmemRange],
+                     driver_override: str | None = None) -> PlatformDevice:
+    """of_platform_populate() for one ``pmem-region`` node whose ``reg`` is
+    ``ranges``, then the drivers (of_pmem, and ramdax where the kernel has
+    it) as their modules load."""
+    numa = node.properties.get("numa-node-id", -1)
+    dev = PlatformDevice(kernel, bus_id(node, ranges[0].start), numa_node=numa, of_node=node,
+                         resources=ranges)
+    dev.driver_override = driver_override or None
     device_add(dev, probe=False)
     dev.kobj.add(Link("of_node", _fdt_node_dir(kernel, node, ranges)))
     register_pmem_drivers(kernel, dev, OfPmemDriver)

@@ -14,6 +14,7 @@ falls back to it when the address has none.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fakesys.kernel.base.core import Device
@@ -26,8 +27,7 @@ from fakesys.kernel.virtio import (
 )
 
 if TYPE_CHECKING:
-    from fakesys.machine import Machine
-    from fakesys.topology import VirtioPmemSpec
+    from fakesys.kernel.kernel import Kernel
 
 # What QEMU 7.2's virtio-pmem-pci and the 6.1 driver end up with: ring
 # features INDIRECT_DESC (28) and EVENT_IDX (29), VERSION_1 (32) and
@@ -54,14 +54,24 @@ class VirtioPmemDriver(BusProviderDriver):
                                       media=cfg["store"]))
 
 
-def virtio_pmem_register(machine: "Machine", spec: "VirtioPmemSpec") -> VirtioDevice:
+@dataclass
+class VirtioPmemConfig:
+    """struct virtio_pmem_config (``start``, ``size``), the host's file
+    behind the range (``store``), and the nodes the platform puts the
+    device and its range on (``target_node`` -1: the device's)."""
+
+    start: int
+    size: int
+    store: object
+    numa_node: int = -1
+    target_node: int = 0
+
+
+def virtio_pmem_add(kernel: "Kernel", pci: str, index: int, config: VirtioPmemConfig) -> VirtioDevice:
     """A virtio-pmem-pci function found at boot, and its driver (module load)."""
-    kernel = machine.kernel
-    store = machine.store(f"virtio-pmem-{spec.start:x}.pmem", spec.size)
-    parent = pci_function_dir(kernel, spec.pci)
-    dev = VirtioDevice(kernel, spec.index, parent, VIRTIO_ID_PMEM, features=QEMU_FEATURES,
-                       config={"start": spec.start, "size": spec.size, "store": store,
-                               "numa_node": spec.numa_node, "target_node": spec.target_node})
+    parent = pci_function_dir(kernel, pci)
+    dev = VirtioDevice(kernel, index, parent, VIRTIO_ID_PMEM, features=QEMU_FEATURES,
+                       config=vars(config))
     bus = virtio_bus(kernel)
     if dev.name in bus.devices:
         raise ValueError(f"two virtio devices named {dev.name}: give each virtio-pmem bus its own index")

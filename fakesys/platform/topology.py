@@ -13,11 +13,11 @@ import tomllib
 from dataclasses import dataclass, field
 
 from fakesys import DEFAULT_TOPOLOGY
+from fakesys.kernel.acpi.nfit_table import DEFAULT_DIMM_COMMANDS
+from fakesys.kernel.bootparam import HmatCache, HmatLocality, NumaNode, RamRange
 from fakesys.kernel.version import NEWEST
 
 _SUFFIX = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-DEFAULT_DIMM_COMMANDS = ["get_size", "get_data", "set_data", "cmd_call"]
 
 
 def parse_size(value: int | str) -> int:
@@ -297,56 +297,16 @@ def _soft_reserved(items: list) -> list[SoftReservedSpec]:
 
 # -- the machine: boot RAM, NUMA nodes, HMAT, /proc snapshots -------------------
 
-@dataclass
-class RamRange:
-    """A range of boot System RAM (an e820 "usable" entry) on a node."""
-
-    start: int
-    end: int                       # inclusive
-    node: int = 0
-
-
-@dataclass
-class AccessSpec:
-    """HMAT locality from one initiator node to this (target) node."""
-
-    initiator: int
-    read_latency: int = 0          # ns
-    write_latency: int = 0
-    read_bandwidth: int = 0        # MB/s
-    write_bandwidth: int = 0
-
-
 CACHE_INDEXING = {"direct": 0, "complex": 1, "none": 2}
 CACHE_POLICY = {"write-back": 0, "write-through": 1, "none": 2}
 
 
 @dataclass
-class CacheSpec:
-    """An HMAT memory-side cache in front of a node's memory."""
-
-    level: int
-    size: int
-    line_size: int = 64
-    indexing: int = 0              # 0 direct-mapped, 1 complex, 2 other
-    write_policy: int = 0          # 0 write-back, 1 write-through, 2 other
-
-
-@dataclass
-class NodeSpec:
-    id: int
-    cpus: list[int] = field(default_factory=list)
-    distance: dict[int, int] = field(default_factory=dict)   # to other nodes (SLIT)
-    meminfo: dict[str, int] = field(default_factory=dict)   # boot snapshot of nodeN/meminfo
-    numastat: dict[str, int] = field(default_factory=dict)
-    access: list[AccessSpec] = field(default_factory=list)  # HMAT, this node as target
-    caches: list[CacheSpec] = field(default_factory=list)
-    generic_initiator: bool = False
-
-
-@dataclass
 class MachineSpec:
-    """What the firmware and the kernel's early boot make of the machine.
+    """A topology's ``[machine]``: what the firmware and the kernel's early
+    boot make of the machine (machine.boot_params() turns it into the
+    kernel's BootParams).  ``acpi_tables`` names files, relative to
+    ``source_dir``.
 
     ``explicit`` is False for the default (QEMU ``-machine pc -m 2G -smp
     2`` layout) that a topology without a ``[machine]`` table gets."""
@@ -355,19 +315,12 @@ class MachineSpec:
     auto_online_blocks: str = "offline"
     cmdline: str = ""
     ram: list[RamRange] = field(default_factory=list)
-    nodes: list[NodeSpec] = field(default_factory=list)
+    nodes: list[NumaNode] = field(default_factory=list)
     iomem: str = ""                # other firmware/platform resources, /proc/iomem format
     meminfo: dict[str, int] = field(default_factory=dict)   # boot snapshot of /proc/meminfo
     acpi_tables: dict[str, str] = field(default_factory=dict)  # signature -> file (firmware's own)
     explicit: bool = True
     source_dir: str = ""           # where relative file names are looked up
-
-    def node(self, nid: int) -> NodeSpec | None:
-        return next((n for n in self.nodes if n.id == nid), None)
-
-    @property
-    def hmat(self) -> bool:
-        return any(n.access or n.caches for n in self.nodes)
 
 
 def _cpulist(value) -> list[int]:
@@ -392,12 +345,12 @@ def _counters(table: dict, what: str) -> dict[str, int]:
     return {str(k): int(v) for k, v in table.items()}
 
 
-def _node(n: dict) -> NodeSpec:
+def _node(n: dict) -> NumaNode:
     unknown = set(n) - {"id", "cpus", "distance", "meminfo", "numastat", "access", "cache",
                         "generic_initiator"}
     if unknown:
         raise ValueError(f"unknown machine.node keys {sorted(unknown)}")
-    spec = NodeSpec(id=int(n["id"]), cpus=_cpulist(n.get("cpus", [])),
+    spec = NumaNode(id=int(n["id"]), cpus=_cpulist(n.get("cpus", [])),
                     meminfo=_counters(n.get("meminfo", {}), "meminfo"),
                     numastat=_counters(n.get("numastat", {}), "numastat"),
                     generic_initiator=bool(n.get("generic_initiator", False)))
@@ -410,14 +363,14 @@ def _node(n: dict) -> NodeSpec:
         bad = set(a) - {"initiator", "read_latency", "write_latency", "read_bandwidth", "write_bandwidth"}
         if bad:
             raise ValueError(f"unknown machine.node.access keys {sorted(bad)}")
-        spec.access.append(AccessSpec(**{k: int(v) for k, v in a.items()}))
+        spec.access.append(HmatLocality(**{k: int(v) for k, v in a.items()}))
     for c in n.get("cache", []):
         bad = set(c) - {"level", "size", "line_size", "indexing", "write_policy"}
         if bad:
             raise ValueError(f"unknown machine.node.cache keys {sorted(bad)}")
         indexing = c.get("indexing", "direct")
         policy = c.get("write_policy", "write-back")
-        spec.caches.append(CacheSpec(
+        spec.caches.append(HmatCache(
             level=int(c["level"]), size=parse_size(c["size"]), line_size=int(c.get("line_size", 64)),
             indexing=CACHE_INDEXING[indexing] if isinstance(indexing, str) else int(indexing),
             write_policy=CACHE_POLICY[policy] if isinstance(policy, str) else int(policy)))
@@ -453,7 +406,7 @@ def _machine(m: dict) -> MachineSpec:
         if spec.nodes and r.node not in ids:
             raise ValueError(f"RAM at {r.start:#x} is on node {r.node}, which is not declared")
     if not spec.nodes:
-        spec.nodes = [NodeSpec(id=i, cpus=[0, 1] if i == 0 else [])
+        spec.nodes = [NumaNode(id=i, cpus=[0, 1] if i == 0 else [])
                       for i in sorted({r.node for r in spec.ram} | {0})]
     return spec
 
@@ -497,7 +450,7 @@ def default_machine(topo: "Topology") -> MachineSpec:
             pieces = nxt
         ram += [RamRange(a, b, 0) for a, b in pieces]
     spec = MachineSpec(ram=ram, explicit=False,
-                       nodes=[NodeSpec(id=i, cpus=[0, 1] if i == 0 else [])
+                       nodes=[NumaNode(id=i, cpus=[0, 1] if i == 0 else [])
                               for i in sorted(n for n in nodes if n >= 0)])
     return spec
 

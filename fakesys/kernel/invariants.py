@@ -55,8 +55,7 @@ from fakesys.errors import Errno
 from fakesys.kernel.kernel import Kernel
 from fakesys.sysfs.kernfs import Blob, DeviceNode, Dir, File, Link, Node
 from fakesys.kernel.nvdimm.dimm import LsaIo
-
-PAGE_SIZE = 4096
+from fakesys.kernel.sizes import PAGE_SIZE
 
 
 def check(kernel: Kernel, after_crash: bool = False) -> list[str]:

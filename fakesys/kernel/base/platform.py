@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING
 
 from fakesys.errors import Errno
 from fakesys.kernel.base.core import RO, RW, AttributeGroup, Bus, Device, Driver
+from fakesys.kernel.sizes import PAGE_SIZE
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
-
-PAGE_SIZE = 4096
 
 
 @dataclass

@@ -36,11 +36,11 @@ from fakesys.kernel.base.core import (
     parse_store, strip_newline,
 )
 from fakesys.kernel.parse import kstrtobool, kstrtoint, kstrtoul, kstrtoull
+from fakesys.kernel.sizes import PAGE_SIZE
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
 
-PAGE_SIZE = 4096
 PMD_SIZE = 2 << 20
 PUD_SIZE = 1 << 30
 # memremap_compat_align(): the smallest granule a dax range may have on

@@ -23,10 +23,10 @@ from fakesys.kernel.nvdimm.namespace import (
     CCLASS_BTT, CCLASS_BTT2, CCLASS_DAX, CCLASS_NONE, CCLASS_PFN, Namespace, NamespacePmem,
 )
 from fakesys.kernel.nvdimm.pfn_devs import Pfn
+from fakesys.kernel.sizes import PAGE_SIZE
 
 log = logging.getLogger("fakesys.kernel")
 
-PAGE_SIZE = 4096
 SECTOR = 512
 
 

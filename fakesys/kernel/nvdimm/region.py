@@ -25,13 +25,12 @@ from fakesys.kernel.nvdimm.bus import (
 )
 from fakesys.kernel.nvdimm.dimm import Nvdimm
 from fakesys.kernel.parse import kstrtobool, kstrtoul
+from fakesys.kernel.sizes import PAGE_SIZE, SZ_16M
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
     from fakesys.kernel.nvdimm.namespace import Namespace
 
-PAGE_SIZE = 4096
-SZ_16M = 16 << 20
 ND_MAX_MAPPINGS = 32
 
 

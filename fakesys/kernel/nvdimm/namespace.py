@@ -422,7 +422,7 @@ def label_update(ns: Namespace) -> None:
             raise Errno(errno.ENXIO, "no DPA allocation")
         specs.append((ndd.labels, PmemLabelSpec(
             uuid=ns.uuid, dpa=res[0].start, rawsize=sum(r.size for r in res),
-            cookie1=nd_set.cookie1, cookie2=nd_set.cookie2, name=ns.alt_name,
+            nd_set=nd_set, name=ns.alt_name,
             nlabel=len(areas), position=pos, lbasize=ns.lbasize,
             type_guid=uuidlib.UUID(bytes_le=nd_set.type_guid),
             abstraction_guid=_abstraction_guid(ns.claim_class))))
@@ -452,7 +452,6 @@ def _claim_class_of(label) -> int:
 
 def scan_labels(region: Region) -> list[NamespacePmem]:
     """create_namespace_pmem() for every uuid complete on all mappings."""
-    from fakesys.kernel.nvdimm.region import interleave_set_cookie
     first = region.mappings[0].nvdimm.ndd
     if first is None or first.labels is None or not first.labels.valid or region.nd_set is None:
         return []
@@ -461,7 +460,7 @@ def scan_labels(region: Region) -> list[NamespacePmem]:
     for lab in first.labels.labels():
         if lab.nlabel != n:
             continue
-        cookie = interleave_set_cookie(region, first.labels)
+        cookie = region.nd_set.cookie(first.labels.version)
         if lab.isetcookie not in (cookie, region.nd_set.altcookie):
             continue
         per_dimm = []

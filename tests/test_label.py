@@ -408,8 +408,7 @@ def test_reap_renamed_uuid():
     old = spec(NS[0][0], 0, 128 * MIB)
     new = spec(NS[1][0], 0, 128 * MIB)
     L.pmem_namespace_label_update([(area, old)], old.rawsize)
-    area.update_pmem(new, L.NSLABEL_FLAG_UPDATING, reap=[old.uuid])
-    area.update_pmem(new, 0)
+    L.pmem_namespace_label_update([(area, new)], new.rawsize, reap=[old.uuid])
     assert [str(lb.uuid) for lb in area.labels()] == [NS[1][0]]
 
 

@@ -877,25 +877,30 @@ def ndctl_init_labels(io: ConfigDataIO, label_size: int = 128) -> None:
 
 
 def pmem_namespace_label_update(mappings: Sequence[tuple[LabelArea, PmemLabelSpec]],
-                                size: int) -> None:
+                                size: int, reap: Iterable[uuidlib.UUID] = ()) -> None:
     """nd_pmem_namespace_label_update(): rewrite a namespace's labels on
     every DIMM of its region, or delete them when ``size`` is 0.
 
-    ``mappings`` lists (area, spec) in region mapping order.  For a size,
-    each DIMM in turn gets fresh indexes if it has none (autolabel, with
-    the probed label size: v1.2 for a blank area) and a label flagged
-    UPDATING; then every DIMM gets the final label with flags 0, reaping the
-    UPDATING copy.  One size change on an N-way set thus costs 2N label
-    writes and 2N index writes.  For size 0 each DIMM runs ``delete``.
-    Raises LabelError on the first failure, leaving earlier DIMMs updated,
-    as the kernel does.
+    The one label update: the namespace attributes' stores reach it
+    through ``namespace.label_update`` (nd_namespace_label_update()), and
+    the unit tests call it directly.  ``mappings`` lists (area, spec) in
+    region mapping order.  For a size, each DIMM in turn gets fresh indexes
+    if it has none (autolabel, with the probed label size: v1.2 for a blank
+    area) and a label flagged UPDATING; then every DIMM gets the final label
+    with flags 0, reaping the UPDATING copy.  One size change on an N-way
+    set thus costs 2N label writes and 2N index writes.  ``reap`` names
+    uuids the namespace was renamed from: their labels go in the first pass,
+    as the kernel reaps label entries marked ND_LABEL_REAP at a mapping's
+    first update.  For size 0 each DIMM runs ``delete``.  Raises LabelError
+    on the first failure, leaving earlier DIMMs updated, as the kernel does.
     """
     if size == 0:
         for area, spec in mappings:
             area.delete(spec.uuid)
         return
+    renamed = set(reap)
     for area, spec in mappings:
         area.init()
-        area.update_pmem(spec, NSLABEL_FLAG_UPDATING)
+        area.update_pmem(spec, NSLABEL_FLAG_UPDATING, reap=renamed)
     for area, spec in mappings:
         area.update_pmem(spec, 0)

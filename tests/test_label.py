@@ -17,17 +17,22 @@ from pathlib import Path
 
 import pytest
 
+from fakesys.kernel.acpi import nfit
 from fakesys.kernel.nvdimm import label as L
+from fakesys.kernel.nvdimm.region import InterleaveSet
+from fakesys.kernel.sort import kernel_sort
 
 DATA = Path(__file__).parent / "data"
 KIB128 = 128 * 1024
 MIB = 1024 * 1024
 
 # region0 of the golden QEMU machine: one DIMM, serial table bytes 56 34 12 00
-QEMU_DIMM0 = L.NfitSetInfo(region_offset=0, serial=0x00123456, vendor_id=0x8086)
-QEMU_DIMM1 = L.NfitSetInfo(region_offset=0, serial=0x00123457, vendor_id=0x8086)
+QEMU_DIMM0 = nfit.NfitSetInfo(region_offset=0, serial=0x00123456, vendor_id=0x8086)
+QEMU_DIMM1 = nfit.NfitSetInfo(region_offset=0, serial=0x00123457, vendor_id=0x8086)
 COOKIE1 = 0x2468AC00123456
 COOKIE2 = 0xBA90120012B4DC
+ISET0 = InterleaveSet(COOKIE1, COOKIE2, COOKIE1)   # region0's nd_interleave_set
+SPA_PM = uuid.UUID("66f0d379-b4f3-4074-ac43-0d3318b78cdb")
 
 
 class FakeConfigData:
@@ -63,7 +68,7 @@ def golden(name: str) -> bytes:
 
 def spec(u: str, dpa: int, rawsize: int, lbasize: int = 0, **kw) -> L.PmemLabelSpec:
     return L.PmemLabelSpec(uuid=uuid.UUID(u), dpa=dpa, rawsize=rawsize, lbasize=lbasize,
-                           cookie1=COOKIE1, cookie2=COOKIE2, **kw)
+                           nd_set=ISET0, **kw)
 
 
 # ---------------------------------------------------------------- checksums
@@ -107,16 +112,23 @@ def test_seq_helpers():
 
 
 def test_cookies_qemu_region0():
-    c = L.interleave_set_cookies([QEMU_DIMM0])
+    c = nfit.acpi_nfit_init_interleave_set([QEMU_DIMM0])
     assert c.cookie1 == COOKIE1
     assert c.cookie2 == COOKIE2
     assert c.altcookie == COOKIE1
-    cookie1, cookie2, altcookie = c          # plain 3-tuple too
-    assert (cookie1, cookie2, altcookie) == (COOKIE1, COOKIE2, COOKIE1)
+    assert (c.cookie1, c.cookie2, c.altcookie) == (COOKIE1, COOKIE2, COOKIE1)
+    assert uuid.UUID(bytes_le=c.type_guid) == SPA_PM
+
+
+def test_cookie_choice_follows_index_version():
+    """nd_region_interleave_set_cookie(): one choice for every user."""
+    assert ISET0.cookie((1, 1)) == COOKIE1
+    assert ISET0.cookie((1, 2)) == COOKIE2
+    assert ISET0.cookie(None) == COOKIE2          # no index yet: what autolabel writes
 
 
 def test_cookies_qemu_region1():
-    c = L.interleave_set_cookies([QEMU_DIMM1])
+    c = nfit.acpi_nfit_init_interleave_set([QEMU_DIMM1])
     assert c.cookie2 == 0xBA901C0012B4DD       # boot.txt region1 set_cookie
     assert c.cookie1 == 0x2468AE00123457       # after-init-labels.txt region1
 
@@ -129,22 +141,22 @@ def test_cookie2_record_is_48_bytes():
 
 
 def test_cookies_sorted_by_region_offset():
-    a = L.NfitSetInfo(region_offset=0, serial=0x11)
-    b = L.NfitSetInfo(region_offset=0x100, serial=0x22)
-    c = L.NfitSetInfo(region_offset=0x1000000, serial=0x33)
-    ref = L.interleave_set_cookies([a, b, c])
-    assert L.interleave_set_cookies([c, a, b]) == ref
+    a = nfit.NfitSetInfo(region_offset=0, serial=0x11)
+    b = nfit.NfitSetInfo(region_offset=0x100, serial=0x22)
+    c = nfit.NfitSetInfo(region_offset=0x1000000, serial=0x33)
+    ref = nfit.acpi_nfit_init_interleave_set([a, b, c])
+    assert nfit.acpi_nfit_init_interleave_set([c, a, b]) == ref
     assert ref.cookie1 == L.fletcher64(a.pack_v11() + b.pack_v11() + c.pack_v11())
     # memcmp order of little-endian offsets: 0x1000000 (00 00 00 01) < 0x100 (00 01)
     assert ref.altcookie == L.fletcher64(a.pack_v11() + c.pack_v11() + b.pack_v11())
-    assert L.interleave_set_positions([c, a, b]) == [2, 0, 1]
+    assert nfit.interleave_set_positions([c, a, b]) == [2, 0, 1]
 
 
 def test_kernel_sort_orders_like_sorted():
     rng = random.Random(7)
     for n in range(0, 40):
         xs = [rng.randrange(10) for _ in range(n)]
-        out = L.kernel_sort(xs, lambda x, y: (x > y) - (x < y))
+        out = kernel_sort(xs, lambda x, y: (x > y) - (x < y))
         assert out == sorted(xs)
 
 
@@ -226,7 +238,8 @@ def test_blank_area_reports_509():
     assert area.label_size == 256
     assert area.nfree() == 510
     assert area.available_slots() == 509
-    assert area.interleave_set_cookie(COOKIE1, COOKIE2) == COOKIE2
+    assert area.version is None
+    assert ISET0.cookie(area.version) == COOKIE2
 
 
 def test_validate_reads_index_area_then_used_slots():
@@ -395,8 +408,7 @@ def test_reap_renamed_uuid():
     old = spec(NS[0][0], 0, 128 * MIB)
     new = spec(NS[1][0], 0, 128 * MIB)
     L.pmem_namespace_label_update([(area, old)], old.rawsize)
-    area.update_pmem(new, L.NSLABEL_FLAG_UPDATING, reap=[old.uuid])
-    area.update_pmem(new, 0)
+    L.pmem_namespace_label_update([(area, new)], new.rawsize, reap=[old.uuid])
     assert [str(lb.uuid) for lb in area.labels()] == [NS[1][0]]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import uuid as uuidlib
 
 import pytest
 
@@ -107,6 +108,22 @@ def test_create_destroy_keeps_invariants(machine):
     write(machine, f"bus/nd/devices/{a}/size", "0")
     assert check(machine.kernel) == []
     assert read(machine, "bus/nd/devices/region1/available_size") == f"{(2 << 30) - (256 << 20)}\n"
+
+
+def test_uuid_rename_reaps_the_old_labels(machine):
+    """A renamed namespace's labels carry only the new uuid on every DIMM:
+    the store's label update reaps the old uuid's labels in its first pass
+    (the production path of label.pmem_namespace_label_update's ``reap``)."""
+    ns = read(machine, "bus/nd/devices/region1/namespace_seed").strip()
+    base = f"bus/nd/devices/{ns}"
+    old, new = uuidlib.uuid4(), uuidlib.uuid4()
+    write(machine, f"{base}/uuid", str(old))
+    write(machine, f"{base}/size", hex(128 << 20))
+    write(machine, f"{base}/uuid", str(new))
+    assert read(machine, f"{base}/uuid") == f"{new}\n"
+    # the checker reads every DIMM's label area from the media: a label of
+    # the old uuid left behind is "a label that belongs to no namespace"
+    assert check(machine.kernel) == []
 
 
 def test_region_reenable_rebuilds_from_labels(machine):

@@ -55,8 +55,7 @@ from fakesys.errors import Errno
 from fakesys.kernel.kernel import Kernel
 from fakesys.sysfs.kernfs import Blob, DeviceNode, Dir, File, Link, Node
 from fakesys.kernel.nvdimm.dimm import LsaIo
-
-PAGE_SIZE = 4096
+from fakesys.kernel.sizes import PAGE_SIZE
 
 
 def check(kernel: Kernel, after_crash: bool = False) -> list[str]:
@@ -216,7 +215,7 @@ def _check_region(region, after_crash: bool = False) -> list[str]:
             if wanted:
                 out.append(f"{m.nvdimm.name}: no valid label index but namespaces exist")
             continue
-        cookie = _region_cookie(region, area)
+        cookie = region.nd_set.cookie(area.version) if region.nd_set is not None else None
         labels = {}
         for label in area.labels:
             if not m.start <= label.dpa < m.start + m.size:
@@ -249,12 +248,6 @@ def _check_region(region, after_crash: bool = False) -> list[str]:
             if uuid not in wanted and not after_crash:
                 out.append(f"{m.nvdimm.name}: label {uuid} belongs to no namespace of {region.name}")
     return out
-
-
-def _region_cookie(region, area) -> int | None:
-    if region.nd_set is None:
-        return None
-    return region.nd_set.cookie1 if area.version == (1, 1) else region.nd_set.cookie2
 
 
 class _MediaArea:

@@ -21,7 +21,13 @@ from typing import Callable, Iterator
 
 from fakesys.errors import Errno
 
-PAGE_SIZE = 4096
+#: Bytes a sysfs attribute's show() may fill and a write may carry, and
+#: the size stat() reports for an attribute.  Linux hands show/store one
+#: page, so this equals the emulated kernel's PAGE_SIZE; it is named for
+#: what it is here because this tree layer must not import the emulated
+#: kernel (fakesys.kernel.sizes), and the buffer, not the page, is the fact
+#: this layer enforces.
+SYSFS_BUFFER_SIZE = 4096
 
 Show = Callable[[], "str | bytes"]
 Store = Callable[[bytes], None]
@@ -146,7 +152,7 @@ class File(Node):
     """
 
     def __init__(self, name: str, mode: int, show: Show | None = None,
-                 store: Store | None = None, size: int = PAGE_SIZE) -> None:
+                 store: Store | None = None, size: int = SYSFS_BUFFER_SIZE) -> None:
         super().__init__(name)
         self.mode = mode
         self.show = show
@@ -171,7 +177,7 @@ class File(Node):
 
     def write(self, data: bytes) -> int:
         """sysfs write: at most one page, handed to ``store`` in one call."""
-        if len(data) > PAGE_SIZE:
+        if len(data) > SYSFS_BUFFER_SIZE:
             raise Errno(errno.E2BIG, "sysfs writes are limited to one page")
         if not data:
             return 0  # sysfs_kf_write(): an empty write reaches no store

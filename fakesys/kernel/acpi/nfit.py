@@ -6,7 +6,8 @@ groups on the bus, DIMMs and regions) and the ACPI device it hangs off.
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from fakesys.kernel.acpi.nfit_table import Nfit, NfitDimm
 from fakesys.kernel.base.bus import Bus
@@ -15,9 +16,10 @@ from fakesys.kernel.base.dd import device_attach
 from fakesys.kernel.base.driver import Driver, driver_register
 from fakesys.kernel.nvdimm.bus import BUS_CMD_NAMES, DIMM_CMD_NAMES, NvdimmBus, libnvdimm
 from fakesys.kernel.nvdimm.dimm import Nvdimm
-from fakesys.kernel.nvdimm.label import NfitSetInfo, interleave_set_cookies
+from fakesys.kernel.nvdimm.label import fletcher64
 from fakesys.kernel.nvdimm.region import InterleaveSet, Mapping, RegionDesc, region_create
 from fakesys.kernel.parse import kstrtoint
+from fakesys.kernel.sort import kernel_sort
 from fakesys.sysfs.kernfs import File, Link
 
 if TYPE_CHECKING:
@@ -263,8 +265,7 @@ def nfit_register(kernel: "Kernel", spec: Nfit, parent=None, ndctl=None) -> Nvdi
                              mfg_date=d.spec.manufacturing_date, mfg_location=d.spec.manufacturing_location)
                  for i, d in enumerate(members)]
         if infos:
-            cookies = interleave_set_cookies(infos)
-            nd_set = InterleaveSet(cookies.cookie1, cookies.cookie2, cookies.altcookie, _SPA_PM_GUID)
+            nd_set = acpi_nfit_init_interleave_set(infos)
         else:
             nd_set = InterleaveSet(0, 0, 0, bytes(16))
         per_dimm = rspec.size // len(members) if members else 0
@@ -324,3 +325,91 @@ def _dimm_smart(dimm: Nvdimm, spec: NfitDimm) -> None:
 
 # NFIT_SPA_PM: 66f0d379-b4f3-4074-ac43-0d3318b78cdb, in GUID byte order
 _SPA_PM_GUID = bytes.fromhex("79d3f066f3b47440ac430d3318b78cdb")
+
+
+# -- interleave sets (acpi_nfit_init_interleave_set) --------------------------
+
+_U32 = 0xFFFF_FFFF
+_U64 = 0xFFFF_FFFF_FFFF_FFFF
+
+
+@dataclass(frozen=True)
+class NfitSetInfo:
+    """What the NFIT contributes per DIMM of an interleave set.
+
+    ``serial`` is the 32-bit word exactly as stored in the NFIT control
+    region (a QEMU DIMM with table bytes ``56 34 12 00`` has 0x00123456);
+    ``vendor_id`` and ``mfg_date`` are the raw 16-bit table words and
+    ``mfg_location`` the raw byte.  ``region_offset`` comes from the memory
+    device (memdev) entry of the SPA range.
+    """
+
+    region_offset: int
+    serial: int
+    vendor_id: int = 0
+    mfg_date: int = 0
+    mfg_location: int = 0
+
+    def pack_v11(self) -> bytes:
+        """16-byte nfit_set_info record (cookie1 / altcookie)."""
+        return struct.pack("<QII", self.region_offset & _U64, self.serial & _U32, 0)
+
+    def pack_v12(self) -> bytes:
+        """48-byte nfit_set_info2 record (cookie2): 8+4+2+2+1+31 bytes."""
+        return struct.pack("<QIHHB31x", self.region_offset & _U64, self.serial & _U32,
+                           self.vendor_id & 0xFFFF, self.mfg_date & 0xFFFF,
+                           self.mfg_location & 0xFF)
+
+
+def _cmp_offset(x: NfitSetInfo, y: NfitSetInfo) -> int:
+    return (x.region_offset > y.region_offset) - (x.region_offset < y.region_offset)
+
+
+def _cmp_offset_memcmp(x: NfitSetInfo, y: NfitSetInfo) -> int:
+    # memcmp() of the little-endian u64: least significant byte first
+    bx = struct.pack("<Q", x.region_offset & _U64)
+    by = struct.pack("<Q", y.region_offset & _U64)
+    return (bx > by) - (bx < by)
+
+
+def acpi_nfit_init_interleave_set(dimms: Iterable[NfitSetInfo],
+                                  type_guid: bytes = _SPA_PM_GUID) -> InterleaveSet:
+    """The nd_interleave_set of a SPA range: cookie1, cookie2 and altcookie.
+
+    Computed here, once, because the NFIT is what knows the set's DIMMs;
+    which cookie a label carries is the region's choice
+    (:meth:`InterleaveSet.cookie`).  ``dimms`` are the set's mappings in
+    NFIT memdev order.  cookie1 is Fletcher-64 over the 16-byte records
+    sorted by region_offset, cookie2 over the 48-byte records sorted the
+    same way, altcookie over the 16-byte records re-sorted by memcmp() of
+    the offset (the order older kernels used, so their v1.1 labels still
+    match).  ``type_guid`` is the range's type (persistent memory).
+    """
+    infos = list(dimms)
+    by_offset = kernel_sort(infos, _cmp_offset)
+    cookie1 = fletcher64(b"".join(d.pack_v11() for d in by_offset), le=False)
+    cookie2 = fletcher64(b"".join(d.pack_v12() for d in kernel_sort(infos, _cmp_offset)),
+                         le=False)
+    compat = kernel_sort(by_offset, _cmp_offset_memcmp)
+    altcookie = fletcher64(b"".join(d.pack_v11() for d in compat), le=False)
+    return InterleaveSet(cookie1, cookie2, altcookie, type_guid)
+
+
+def interleave_set_positions(dimms: Sequence[NfitSetInfo]) -> list[int]:
+    """Mapping ``position`` of each DIMM (same order as ``dimms``).
+
+    The position is the DIMM's index in the cookie2 sort order; a DIMM is
+    recognised by serial, vendor, date and location, the first match wins.
+    The kernel stores it in nd_mapping.position (shown by ``mappingN``).
+    Not yet used by :func:`nfit_register`, whose mappings take memdev order;
+    the two agree while region offsets ascend in memdev order.
+    """
+    positions = [0] * len(dimms)
+    ordered = kernel_sort(list(dimms), _cmp_offset)
+    for pos, info in enumerate(ordered):
+        for j, dimm in enumerate(dimms):
+            if (dimm.serial, dimm.vendor_id, dimm.mfg_date, dimm.mfg_location) == \
+                    (info.serial, info.vendor_id, info.mfg_date, info.mfg_location):
+                positions[j] = pos
+                break
+    return positions

@@ -38,6 +38,9 @@ from dataclasses import dataclass, field
 
 from fakesys.kernel.base.timer import timers
 from fakesys.kernel.nvdimm.badrange import Badrange, bus_badrange
+from fakesys.kernel.uapi.ndctl import (
+    ND_CMD_ARS_START, ND_CMD_CALL, NVDIMM_BUS_FAMILY_NFIT, NVDIMM_CMD_MAX, NVDIMM_FAMILY_INTEL,
+)
 
 # ndctl.h / nfit.h
 ND_ARS_VOLATILE = 1
@@ -457,11 +460,6 @@ def fw_get_info(p: bytearray) -> tuple[int, int]:
 # ---------------------------------------------------------------------------
 # the provider's command gate (acpi_nfit_clear_to_send)
 
-NVDIMM_FAMILY_INTEL = 0
-NVDIMM_BUS_FAMILY_NFIT = 0
-NVDIMM_CMD_MAX = 31
-ND_CMD_ARS_START = 2
-ND_CMD_CALL = 10
 # Intel security (19-28) and firmware-activate (29, 30) functions: kernel only
 NVDIMM_INTEL_DENY_CMDS = sum(1 << f for f in range(19, 31))
 

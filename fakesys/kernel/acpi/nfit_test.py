@@ -33,16 +33,12 @@ from fakesys.kernel.base.driver import Driver, driver_register, driver_unregiste
 from fakesys.kernel.base.module import module_load
 from fakesys.kernel.base.platform import PlatformDevice, platform_bus
 from fakesys.kernel.parse import kstrtoint
+from fakesys.kernel.uapi.ndctl import (
+    ND_CMD_ARS_CAP, ND_CMD_ARS_START, ND_CMD_ARS_STATUS, ND_CMD_CALL, ND_CMD_CLEAR_ERROR,
+    ND_CMD_GET_CONFIG_DATA, ND_CMD_GET_CONFIG_SIZE, ND_CMD_PKG_SIZE, ND_CMD_SET_CONFIG_DATA,
+    NVDIMM_BUS_FAMILY_NFIT, NVDIMM_FAMILY_INTEL,
+)
 
-ND_CMD_ARS_CAP = 1
-ND_CMD_ARS_START = 2
-ND_CMD_ARS_STATUS = 3
-ND_CMD_CLEAR_ERROR = 4
-ND_CMD_GET_CONFIG_SIZE = 4
-ND_CMD_GET_CONFIG_DATA = 5
-ND_CMD_SET_CONFIG_DATA = 6
-ND_CMD_CALL = 10
-PKG = 64
 MODULE = "nfit_test"
 #: modules nfit_test pulls in (and that show as loaded with it)
 DEPENDS = ("nfit_test_iomap", "nfit", "libnvdimm", "nd_pmem", "nd_btt", "dax_pmem", "device_dax")
@@ -53,11 +49,11 @@ class NfitTestCtl:
 
     @staticmethod
     def dimm_family_mask(bus) -> int:
-        return 1 << fw.NVDIMM_FAMILY_INTEL
+        return 1 << NVDIMM_FAMILY_INTEL
 
     @staticmethod
     def bus_family_mask(bus) -> int:
-        return 1 << fw.NVDIMM_BUS_FAMILY_NFIT
+        return 1 << NVDIMM_BUS_FAMILY_NFIT
 
     @staticmethod
     def clear_to_send(bus, nvdimm, cmd: int, buf) -> None:
@@ -155,10 +151,10 @@ class NfitTestCtl:
 
 def _run_payload(handler, buf: bytearray, length: int) -> int:
     """Run a firmware function on the payload of an nd_cmd_pkg (buf_len = in + out)."""
-    length = max(0, min(length, len(buf) - PKG))
-    payload = bytearray(buf[PKG:PKG + length])
+    length = max(0, min(length, len(buf) - ND_CMD_PKG_SIZE))
+    payload = bytearray(buf[ND_CMD_PKG_SIZE:ND_CMD_PKG_SIZE + length])
     rc, _cmd_rc = handler(payload)
-    buf[PKG:PKG + length] = payload
+    buf[ND_CMD_PKG_SIZE:ND_CMD_PKG_SIZE + length] = payload
     if rc < 0:
         raise Errno(-rc, "firmware function failed")
     return rc

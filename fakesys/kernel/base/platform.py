@@ -17,13 +17,12 @@ from typing import TYPE_CHECKING
 
 from fakesys.errors import Errno
 from fakesys.kernel.base.bus import Bus
-from fakesys.kernel.base.core import AttributeGroup, Device, RO, RW
+from fakesys.kernel.base.core import RO, RW, AttributeGroup, Device
 from fakesys.kernel.base.driver import Driver
+from fakesys.kernel.sizes import PAGE_SIZE
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
-
-PAGE_SIZE = 4096
 
 
 @dataclass

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from fakesys.errors import Errno
 from fakesys.kernel.base.bus import Bus
 from fakesys.kernel.base.core import (
-    ADMIN_RO, RO, RW, WO, Attribute, AttributeGroup, Device, device_add, device_del, DeviceType,
+    ADMIN_RO, RO, RW, WO, Attribute, AttributeGroup, Device, DeviceType, device_add, device_del,
 )
 from fakesys.kernel.base.dd import driver_attach
 from fakesys.kernel.base.driver import Driver, built_drivers, driver_register
@@ -43,12 +43,12 @@ from fakesys.kernel.parse import (
     kstrtobool, kstrtoint, kstrtoul, kstrtoull, parse_store, strip_newline,
 )
 from fakesys.kernel.resource import Resource
+from fakesys.kernel.sizes import PAGE_SIZE
 from fakesys.sysfs.kernfs import File
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
 
-PAGE_SIZE = 4096
 PMD_SIZE = 2 << 20
 PUD_SIZE = 1 << 30
 # memremap_compat_align(): the smallest granule a dax range may have on

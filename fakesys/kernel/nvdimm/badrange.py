@@ -17,7 +17,8 @@ sectors and holds at most BB_MAX_LEN (512) sectors per entry, one
 
 from __future__ import annotations
 
-SECTOR = 512
+from fakesys.kernel.sizes import SECTOR_SIZE
+
 BB_MAX_LEN = 512
 
 
@@ -82,8 +83,8 @@ def sectors(ranges, start: int, size: int) -> list[tuple[int, int]]:
     for s, n in ranges:
         a, b = max(s, start), min(s + n, start + size)
         if a < b:
-            first = (a - start) // SECTOR
-            last = -(-(b - start) // SECTOR)
+            first = (a - start) // SECTOR_SIZE
+            last = -(-(b - start) // SECTOR_SIZE)
             spans.append((first, last))
     spans.sort()
     merged: list[list[int]] = []

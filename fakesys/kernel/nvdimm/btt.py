@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 from .pfn import NULL_UUID, sb_checksum
+from fakesys.kernel.sizes import SZ_2M, SZ_4K
 
 __all__ = [
     "ARENA_MAX_SIZE",
@@ -63,8 +64,6 @@ __all__ = [
     "sector_size_of",
 ]
 
-SZ_4K = 4096
-SZ_2M = 2 << 20
 
 BTT_SIG = b"BTT_ARENA_INFO\x00\x00"
 SIG_LEN = 16

@@ -16,14 +16,13 @@ from fakesys.errors import Errno
 from fakesys.kernel.base.core import device_add, device_del
 from fakesys.kernel.nvdimm.bus import NdDevice
 from fakesys.kernel.parse import strim, strip_newline
+from fakesys.kernel.sizes import SZ_16M
 from fakesys.kernel.nvdimm.namespace import (
     CCLASS_BTT, CCLASS_BTT2, CCLASS_DAX, CCLASS_NONE, CCLASS_PFN, Namespace, NamespacePmem, parse_uuid,
 )
 
 if TYPE_CHECKING:
     from fakesys.kernel.nvdimm.region import Region
-
-SZ_16M = 16 << 20
 
 
 class NamespaceMedia:

@@ -20,13 +20,10 @@ from fakesys.kernel.nvdimm.bus import (
     DIMM_CMD_NAMES, ND_DEVICE_DIMM, ND_DEVICE_GROUP, NdDevice, NvdimmBus, commands_show,
 )
 from fakesys.kernel.nvdimm.label import LabelArea
+from fakesys.kernel.uapi.ndctl import ND_CMD_GET_CONFIG_DATA, ND_CMD_GET_CONFIG_SIZE
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
-
-ND_CMD_GET_CONFIG_SIZE = 4
-ND_CMD_GET_CONFIG_DATA = 5
-ND_CMD_SET_CONFIG_DATA = 6
 
 
 @dataclass

@@ -1,11 +1,12 @@
 """On-media namespace label area ("LSA", DIMM config data).
 
-Counterpart of drivers/nvdimm/label.c (plus the interleave-set cookie
-computation of drivers/acpi/nfit/core.c, which providers need before any
-label exists).  Everything here is plain bytes in, bytes out: a DIMM's
-config data area is reached through an object with ``read``/``write`` and
-``config_size`` (the GET/SET_CONFIG_DATA commands), so the same code serves
-the emulated kernel, topology builders that pre-initialize DIMMs and tests.
+Counterpart of drivers/nvdimm/label.c.  Everything here is plain bytes
+in, bytes out: a DIMM's config data area is reached through an object with
+``read``/``write`` and ``config_size`` (the GET/SET_CONFIG_DATA commands),
+so the same code serves the emulated kernel, topology builders that
+pre-initialize DIMMs and tests.  The interleave-set cookies labels carry
+are computed by the NFIT (acpi/nfit.py) and chosen by the region
+(``InterleaveSet.cookie``).
 
 Layout of the area (all little-endian)::
 
@@ -28,7 +29,7 @@ import errno
 import struct
 import uuid as uuidlib
 from dataclasses import dataclass, field
-from typing import Iterable, NamedTuple, Protocol, Sequence, runtime_checkable
+from typing import Iterable, Protocol, Sequence, runtime_checkable
 
 __all__ = [
     "NSINDEX_SIGNATURE", "NSINDEX_ALIGN", "NSINDEX_HEADER_SIZE", "NSINDEX_SEQ_MASK",
@@ -38,10 +39,8 @@ __all__ = [
     "NULL_GUID", "NVDIMM_BTT_GUID", "NVDIMM_BTT2_GUID", "NVDIMM_PFN_GUID",
     "NVDIMM_DAX_GUID", "CLAIM_CLASS_GUIDS",
     "fletcher64", "nd_inc_seq", "best_seq",
-    "NfitSetInfo", "InterleaveSetCookies", "interleave_set_cookies",
-    "interleave_set_positions", "kernel_sort",
     "LabelGeometry", "sizeof_namespace_index", "num_label_slots", "label_geometry",
-    "NamespaceIndex", "NamespaceLabel", "PmemLabelSpec",
+    "NamespaceIndex", "NamespaceLabel", "InterleaveSetView", "PmemLabelSpec",
     "decode_index", "decode_label", "encode_label",
     "ConfigDataIO", "LabelError", "LabelArea",
     "ndctl_init_labels", "pmem_namespace_label_update",
@@ -142,140 +141,6 @@ def best_seq(a: int, b: int) -> int:
     if b == 0:
         return a
     return b if nd_inc_seq(a) == b else a
-
-
-# --------------------------------------------------------------------------
-# interleave-set cookies (drivers/acpi/nfit/core.c acpi_nfit_init_interleave_set)
-
-
-@dataclass(frozen=True)
-class NfitSetInfo:
-    """What the NFIT contributes per DIMM of an interleave set.
-
-    ``serial`` is the 32-bit word exactly as stored in the NFIT control
-    region (a QEMU DIMM with table bytes ``56 34 12 00`` has 0x00123456);
-    ``vendor_id`` and ``mfg_date`` are the raw 16-bit table words and
-    ``mfg_location`` the raw byte.  ``region_offset`` comes from the memory
-    device (memdev) entry of the SPA range.
-    """
-
-    region_offset: int
-    serial: int
-    vendor_id: int = 0
-    mfg_date: int = 0
-    mfg_location: int = 0
-
-    def pack_v11(self) -> bytes:
-        """16-byte nfit_set_info record (cookie1 / altcookie)."""
-        return struct.pack("<QII", self.region_offset & _U64, self.serial & _U32, 0)
-
-    def pack_v12(self) -> bytes:
-        """48-byte nfit_set_info2 record (cookie2): 8+4+2+2+1+31 bytes."""
-        return struct.pack("<QIHHB31x", self.region_offset & _U64, self.serial & _U32,
-                           self.vendor_id & 0xFFFF, self.mfg_date & 0xFFFF,
-                           self.mfg_location & 0xFF)
-
-
-class InterleaveSetCookies(NamedTuple):
-    """nd_interleave_set cookies: cookie1 for v1.1 labels, cookie2 for v1.2
-    (and for ``set_cookie`` while no index exists), altcookie accepts v1.1
-    labels written by kernels that sorted the set with memcmp()."""
-
-    cookie1: int
-    cookie2: int
-    altcookie: int
-
-
-def kernel_sort(items: Sequence, cmp) -> list:
-    """Return ``items`` ordered the way lib/sort.c's sort() leaves them.
-
-    The kernel uses an in-place bottom-up heapsort, which is not stable:
-    for elements comparing equal the resulting order can differ from
-    Python's sorted(), and the cookie depends on that order.  ``cmp(x, y)``
-    returns <0, 0 or >0.
-    """
-    arr = list(items)
-    n = len(arr)
-    a = n // 2
-    if a == 0:
-        return arr
-
-    def parent(i: int) -> int:
-        return (i - 1) // 2
-
-    while True:
-        if a:
-            a -= 1                      # heapify: sift element a down
-        else:
-            n -= 1
-            if n == 0:
-                break
-            arr[0], arr[n] = arr[n], arr[0]   # move the maximum behind the heap
-        b = a
-        while True:                     # walk to a leaf along the larger children
-            c = 2 * b + 1
-            d = c + 1
-            if d >= n:
-                break
-            b = c if cmp(arr[c], arr[d]) >= 0 else d
-        if d == n:                      # a last child without sibling
-            b = c
-        while b != a and cmp(arr[a], arr[b]) >= 0:
-            b = parent(b)               # back up to where element a belongs
-        c = b
-        while b != a:                   # rotate a into place along the path
-            b = parent(b)
-            arr[b], arr[c] = arr[c], arr[b]
-    return arr
-
-
-def _cmp_offset(x: NfitSetInfo, y: NfitSetInfo) -> int:
-    return (x.region_offset > y.region_offset) - (x.region_offset < y.region_offset)
-
-
-def _cmp_offset_memcmp(x: NfitSetInfo, y: NfitSetInfo) -> int:
-    # memcmp() of the little-endian u64: least significant byte first
-    bx = struct.pack("<Q", x.region_offset & _U64)
-    by = struct.pack("<Q", y.region_offset & _U64)
-    return (bx > by) - (bx < by)
-
-
-def interleave_set_cookies(dimms: Iterable[NfitSetInfo]) -> InterleaveSetCookies:
-    """cookie1, cookie2 and altcookie of an NFIT interleave set.
-
-    ``dimms`` are the set's mappings in NFIT memdev order (the order of the
-    memdev entries referencing the SPA range).  cookie1 is Fletcher-64 over
-    the 16-byte records sorted by region_offset, cookie2 over the 48-byte
-    records sorted the same way, altcookie over the 16-byte records sorted
-    by memcmp() of the offset (re-sorting the cookie1 order, as the kernel
-    does).
-    """
-    infos = list(dimms)
-    by_offset = kernel_sort(infos, _cmp_offset)
-    cookie1 = fletcher64(b"".join(d.pack_v11() for d in by_offset), le=False)
-    cookie2 = fletcher64(b"".join(d.pack_v12() for d in kernel_sort(infos, _cmp_offset)),
-                         le=False)
-    compat = kernel_sort(by_offset, _cmp_offset_memcmp)
-    altcookie = fletcher64(b"".join(d.pack_v11() for d in compat), le=False)
-    return InterleaveSetCookies(cookie1, cookie2, altcookie)
-
-
-def interleave_set_positions(dimms: Sequence[NfitSetInfo]) -> list[int]:
-    """Mapping ``position`` of each DIMM (same order as ``dimms``).
-
-    The position is the DIMM's index in the cookie2 sort order; a DIMM is
-    recognised by serial, vendor, date and location, the first match wins.
-    Labels record it in ``position``.
-    """
-    positions = [0] * len(dimms)
-    ordered = kernel_sort(list(dimms), _cmp_offset)
-    for pos, info in enumerate(ordered):
-        for j, dimm in enumerate(dimms):
-            if (dimm.serial, dimm.vendor_id, dimm.mfg_date, dimm.mfg_location) == \
-                    (info.serial, info.vendor_id, info.mfg_date, info.mfg_location):
-                positions[j] = pos
-                break
-    return positions
 
 
 # --------------------------------------------------------------------------
@@ -435,23 +300,32 @@ def decode_label(raw: bytes, label_size: int = 128) -> NamespaceLabel:
                           type_guid, abstraction_guid, checksum, bytes(name))
 
 
+class InterleaveSetView(Protocol):
+    """What a label write needs of the region's interleave set
+    (``region.InterleaveSet``): its choice of cookie for an index version.
+    A protocol rather than an import, because the region imports label code
+    through the DIMM and label code must not import the region back."""
+
+    def cookie(self, index_version: tuple[int, int] | None) -> int: ...
+
+
 @dataclass(frozen=True)
 class PmemLabelSpec:
     """What one DIMM's label of a pmem namespace is made of.
 
     The kernel takes these from the namespace (uuid, alt_name, lbasize,
-    claim class), the region (nlabel = number of mappings, interleave-set
-    cookies, type_guid) and the DIMM's DPA allocation for this namespace
-    (dpa, rawsize); ``position`` is the mapping's index in the region.
-    Which cookie lands in the label depends on the index version and is
-    chosen at write time.
+    claim class), the region (nlabel = number of mappings, interleave set,
+    type_guid) and the DIMM's DPA allocation for this namespace (dpa,
+    rawsize); ``position`` is the mapping's index in the region.  Which of
+    the set's cookies lands in the label depends on the index version, so
+    the set itself is carried and asked at write time; without one the
+    cookie is 0, as the kernel writes for a region without a set.
     """
 
     uuid: uuidlib.UUID
     dpa: int
     rawsize: int
-    cookie1: int = 0
-    cookie2: int = 0
+    nd_set: InterleaveSetView | None = None
     name: str | bytes = ""
     nlabel: int = 1
     position: int = 0
@@ -819,12 +693,6 @@ class LabelArea:
         """
         return max(self.nfree() - 1, 0)
 
-    def interleave_set_cookie(self, cookie1: int, cookie2: int) -> int:
-        """Cookie labels on this DIMM carry: cookie1 under a v1.1 index,
-        cookie2 under any other index and when there is none
-        (nd_region_interleave_set_cookie)."""
-        return cookie1 if self.version == (1, 1) else cookie2
-
     # -- writing ----------------------------------------------------------
 
     def _write_index(self, which: int, seq: int, *, init: bool) -> None:
@@ -926,10 +794,11 @@ class LabelArea:
         same uuid plus those of the uuids in ``reap`` (labels of a uuid the
         namespace was renamed from), then writes the next index with the
         following seq (one index-sized write), which becomes current.
-        ``isetcookie`` is cookie1 under a v1.1 index, else cookie2.
-        Returns the slot used.  Raises ENXIO without a valid index (callers
-        go through :func:`pmem_namespace_label_update`, which initialises a
-        blank area first) or when no slot is free.
+        ``isetcookie`` is what the set chooses for the next index's version
+        (``InterleaveSet.cookie``).  Returns the slot used.  Raises ENXIO
+        without a valid index (callers go through
+        :func:`pmem_namespace_label_update`, which initialises a blank area
+        first) or when no slot is free.
         """
         self._ensure_loaded()
         if self._next < 0:
@@ -937,7 +806,7 @@ class LabelArea:
         assert self._data is not None
         victims = self._active_slots_of({spec.uuid.bytes} | {u.bytes for u in reap})
         nxt = self.index(self._next)
-        cookie = spec.cookie1 if (nxt.major, nxt.minor) == (1, 1) else spec.cookie2
+        cookie = spec.nd_set.cookie((nxt.major, nxt.minor)) if spec.nd_set is not None else 0
         slot = self._alloc_slot()
         raw = encode_label(spec, slot=slot, flags=flags, isetcookie=cookie,
                            label_size=self._label_size)
@@ -1008,25 +877,30 @@ def ndctl_init_labels(io: ConfigDataIO, label_size: int = 128) -> None:
 
 
 def pmem_namespace_label_update(mappings: Sequence[tuple[LabelArea, PmemLabelSpec]],
-                                size: int) -> None:
+                                size: int, reap: Iterable[uuidlib.UUID] = ()) -> None:
     """nd_pmem_namespace_label_update(): rewrite a namespace's labels on
     every DIMM of its region, or delete them when ``size`` is 0.
 
-    ``mappings`` lists (area, spec) in region mapping order.  For a size,
-    each DIMM in turn gets fresh indexes if it has none (autolabel, with
-    the probed label size: v1.2 for a blank area) and a label flagged
-    UPDATING; then every DIMM gets the final label with flags 0, reaping the
-    UPDATING copy.  One size change on an N-way set thus costs 2N label
-    writes and 2N index writes.  For size 0 each DIMM runs ``delete``.
-    Raises LabelError on the first failure, leaving earlier DIMMs updated,
-    as the kernel does.
+    The one label update: the namespace attributes' stores reach it
+    through ``namespace.label_update`` (nd_namespace_label_update()), and
+    the unit tests call it directly.  ``mappings`` lists (area, spec) in
+    region mapping order.  For a size, each DIMM in turn gets fresh indexes
+    if it has none (autolabel, with the probed label size: v1.2 for a blank
+    area) and a label flagged UPDATING; then every DIMM gets the final label
+    with flags 0, reaping the UPDATING copy.  One size change on an N-way
+    set thus costs 2N label writes and 2N index writes.  ``reap`` names
+    uuids the namespace was renamed from: their labels go in the first pass,
+    as the kernel reaps label entries marked ND_LABEL_REAP at a mapping's
+    first update.  For size 0 each DIMM runs ``delete``.  Raises LabelError
+    on the first failure, leaving earlier DIMMs updated, as the kernel does.
     """
     if size == 0:
         for area, spec in mappings:
             area.delete(spec.uuid)
         return
+    renamed = set(reap)
     for area, spec in mappings:
         area.init()
-        area.update_pmem(spec, NSLABEL_FLAG_UPDATING)
+        area.update_pmem(spec, NSLABEL_FLAG_UPDATING, reap=renamed)
     for area, spec in mappings:
         area.update_pmem(spec, 0)

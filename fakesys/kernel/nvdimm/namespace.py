@@ -20,15 +20,16 @@ from fakesys.kernel.nvdimm.bus import (
     ND_DEVICE_GROUP, ND_DEVICE_NAMESPACE_IO, ND_DEVICE_NAMESPACE_PMEM, ND_NUMA_GROUP, NdDevice,
 )
 from fakesys.kernel.nvdimm.dimm import DpaResource, label_id
-from fakesys.kernel.nvdimm.label import CLAIM_CLASS_GUIDS, NULL_GUID, LabelError, PmemLabelSpec
+from fakesys.kernel.nvdimm.label import (
+    CLAIM_CLASS_GUIDS, NSLABEL_NAME_LEN, NULL_GUID, LabelArea, LabelError, PmemLabelSpec,
+    pmem_namespace_label_update,
+)
 from fakesys.kernel.nvdimm.region import Region
 from fakesys.kernel.parse import kstrtobool, kstrtoull, strim, strip_newline
 
 if TYPE_CHECKING:
     from fakesys.kernel.nvdimm.claim import Claim
 
-NSLABEL_NAME_LEN = 64
-NSLABEL_FLAG_UPDATING = 0x8
 PMEM_LBASIZES = (512, 4096)
 
 # enum nvdimm_claim_class
@@ -389,52 +390,53 @@ def labels_reachable(ns: Namespace, uuid: uuidlib.UUID | None = None) -> None:
 
 
 def label_update(ns: Namespace) -> None:
-    """Write labels for a pmem namespace: only idle namespaces with a uuid.
+    """nd_namespace_label_update(): after a store, write the labels of an
+    idle pmem namespace that has a uuid (a size of 0 deletes them).
 
-    A size of 0 deletes the uuid's labels; otherwise every DIMM gets the new
-    label twice, first flagged UPDATING, then clean (UEFI 2.7 semantics).
+    Builds each DIMM's label from the namespace, the region's interleave
+    set and the DIMM's DPA allocation, checking every DIMM before writing
+    any, then runs the one label update, :func:`pmem_namespace_label_update`.
     """
     if not isinstance(ns, NamespacePmem) or ns.driver is not None or ns.claim is not None:
         return
     if ns.uuid is None:
         return
+    try:
+        pmem_namespace_label_update(_label_mappings(ns), ns.res_size, reap=ns.reap)
+    except LabelError as e:
+        raise Errno(e.errno or errno.ENXIO, str(e)) from None
+    if ns.res_size:
+        ns.reap.clear()
+
+
+def _label_mappings(ns: NamespacePmem) -> list[tuple[LabelArea, PmemLabelSpec]]:
+    """(label area, label) per mapping, in mapping order, or ENXIO when a
+    DIMM has no label area, the region no interleave set, or a DIMM no
+    allocation for a sized namespace (refused before any label is written)."""
     region = ns.region
-    areas = []
+    assert ns.uuid is not None
     for m in region.mappings:
         ndd = m.nvdimm.ndd
         if ndd is None or ndd.labels is None:
             raise Errno(errno.ENXIO, f"{m.nvdimm.name} has no label area")
-        areas.append((m, ndd))
     if ns.res_size == 0:
-        try:
-            for m, ndd in areas:
-                ndd.labels.delete(ns.uuid)
-        except LabelError as e:
-            raise Errno(e.errno or errno.ENXIO, str(e)) from None
-        return
+        return [(m.nvdimm.ndd.labels, PmemLabelSpec(uuid=ns.uuid, dpa=0, rawsize=0))
+                for m in region.mappings]
     nd_set = region.nd_set
     if nd_set is None:
         raise Errno(errno.ENXIO, "region has no interleave set")
-    specs = []
-    for pos, (m, ndd) in enumerate(areas):
+    out = []
+    for pos, m in enumerate(region.mappings):
+        ndd = m.nvdimm.ndd
         res = ndd.resources(label_id(ns.uuid))
         if not res:
             raise Errno(errno.ENXIO, "no DPA allocation")
-        specs.append((ndd.labels, PmemLabelSpec(
-            uuid=ns.uuid, dpa=res[0].start, rawsize=sum(r.size for r in res),
-            cookie1=nd_set.cookie1, cookie2=nd_set.cookie2, name=ns.alt_name,
-            nlabel=len(areas), position=pos, lbasize=ns.lbasize,
+        out.append((ndd.labels, PmemLabelSpec(
+            uuid=ns.uuid, dpa=res[0].start, rawsize=sum(r.size for r in res), nd_set=nd_set,
+            name=ns.alt_name, nlabel=len(region.mappings), position=pos, lbasize=ns.lbasize,
             type_guid=uuidlib.UUID(bytes_le=nd_set.type_guid),
             abstraction_guid=_abstraction_guid(ns.claim_class))))
-    try:
-        for area, spec in specs:  # pass 1: autolabel if needed, UPDATING labels
-            area.init()
-            area.update_pmem(spec, NSLABEL_FLAG_UPDATING, reap=set(ns.reap))
-        for area, spec in specs:  # pass 2: the final labels
-            area.update_pmem(spec, 0)
-    except LabelError as e:
-        raise Errno(e.errno or errno.ENXIO, str(e)) from None
-    ns.reap.clear()
+    return out
 
 
 def _abstraction_guid(cclass: int) -> uuidlib.UUID:
@@ -452,7 +454,6 @@ def _claim_class_of(label) -> int:
 
 def scan_labels(region: Region) -> list[NamespacePmem]:
     """create_namespace_pmem() for every uuid complete on all mappings."""
-    from fakesys.kernel.nvdimm.region import interleave_set_cookie
     first = region.mappings[0].nvdimm.ndd
     if first is None or first.labels is None or not first.labels.valid or region.nd_set is None:
         return []
@@ -461,7 +462,7 @@ def scan_labels(region: Region) -> list[NamespacePmem]:
     for lab in first.labels.labels():
         if lab.nlabel != n:
             continue
-        cookie = interleave_set_cookie(region, first.labels)
+        cookie = region.nd_set.cookie(first.labels.version)
         if lab.isetcookie not in (cookie, region.nd_set.altcookie):
             continue
         per_dimm = []
@@ -494,7 +495,6 @@ def _name(ns: NamespacePmem, id: int) -> None:
 
 def register_namespaces(region: Region) -> list[Namespace]:
     """Publish the region's namespaces; the first one becomes the ns seed."""
-    kernel = region.kernel
     if region.nstype() == ND_DEVICE_NAMESPACE_IO:
         devs: list[Namespace] = [NamespaceIo(region)]
     else:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from fakesys.errors import Errno
 from fakesys.kernel.base.core import Device, device_add
-from fakesys.kernel.base.platform import OfNode, PlatformDevice, platform_bus
+from fakesys.kernel.base.platform import OfNode, PlatformDevice
 from fakesys.kernel.nvdimm.bus import BusProviderDriver, libnvdimm
 from fakesys.kernel.nvdimm.e820 import PmemRange, register_pmem_drivers
 from fakesys.kernel.nvdimm.region import RegionDesc, region_create

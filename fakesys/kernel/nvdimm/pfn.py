@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 from .label import fletcher64
+from fakesys.kernel.sizes import PAGE_SIZE, SZ_1G, SZ_2M, SZ_4K, SZ_8K
 
 __all__ = [
     "DAX_SIG",
@@ -69,12 +70,6 @@ __all__ = [
     "validate",
 ]
 
-SZ_4K = 4096
-SZ_8K = 8192
-SZ_2M = 2 << 20
-SZ_1G = 1 << 30
-
-PAGE_SIZE = SZ_4K
 
 PFN_SIG = b"NVDIMM_PFN_INFO\x00"
 DAX_SIG = b"NVDIMM_DAX_INFO\x00"

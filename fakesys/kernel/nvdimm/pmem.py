@@ -25,11 +25,9 @@ from fakesys.kernel.nvdimm.namespace import (
     CCLASS_BTT, CCLASS_BTT2, CCLASS_DAX, CCLASS_NONE, CCLASS_PFN, Namespace, NamespacePmem,
 )
 from fakesys.kernel.nvdimm.pfn_devs import Pfn
+from fakesys.kernel.sizes import PAGE_SIZE, SECTOR_SIZE
 
 log = logging.getLogger("fakesys.kernel")
-
-PAGE_SIZE = 4096
-SECTOR = 512
 
 
 def common_probe(dev: Device) -> Namespace:
@@ -177,7 +175,7 @@ class NdPmemDriver(Driver):
         dax = sb is not None or (region.desc.pagemap and not ns.force_raw)
         state = {"write_cache": True}
         params = DiskParams(
-            capacity=lambda: size // SECTOR, dax=dax,
+            capacity=lambda: size // SECTOR_SIZE, dax=dax,
             badblocks=lambda: badrange.badblocks_show(region.nvdimm_bus, ns.res_start + offset, size),
             read_only=lambda: region.ro)
         group = write_cache_group(lambda: state["write_cache"],
@@ -199,9 +197,10 @@ class NdPmemDriver(Driver):
             raise _oserror(e) from None
         dev.geometry = geometry
         lbs = geometry.sector_size
-        params = DiskParams(capacity=lambda: geometry.size // SECTOR, logical_block_size=lbs,
+        per_block = lbs // SECTOR_SIZE
+        params = DiskParams(capacity=lambda: geometry.size // SECTOR_SIZE, logical_block_size=lbs,
                             physical_block_size=4096, write_cache=False,
-                            max_hw_sectors_kb=(0xFFFFFFFF // (lbs // SECTOR) * (lbs // SECTOR)) // 2,
+                            max_hw_sectors_kb=(0xFFFFFFFF // per_block * per_block) // 2,
                             read_only=lambda: dev.region.ro)
         disk = Gendisk(self.kernel, ns.block_name() + "s", dev, params, media=None)
         disk.dax_minor = None
@@ -226,8 +225,9 @@ class DiskMedia:
         if self.poison is None or length <= 0:
             return False
         bus, base = self.poison
-        return bool(badrange.sectors(badrange.bus_badrange(bus), base + offset // SECTOR * SECTOR,
-                                     -(-(offset + length) // SECTOR) * SECTOR - offset // SECTOR * SECTOR))
+        first = offset // SECTOR_SIZE * SECTOR_SIZE
+        end = -(-(offset + length) // SECTOR_SIZE) * SECTOR_SIZE
+        return bool(badrange.sectors(badrange.bus_badrange(bus), base + first, end - first))
 
     def read(self, offset: int, length: int) -> bytes:
         length = max(0, min(length, self.size - offset))

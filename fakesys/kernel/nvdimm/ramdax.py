@@ -28,11 +28,12 @@ from fakesys.errors import Errno
 from fakesys.kernel.base.core import Device, device_add
 from fakesys.kernel.base.platform import PlatformDevice
 from fakesys.kernel.nvdimm.bus import BusProviderDriver, libnvdimm
-from fakesys.kernel.nvdimm.dimm import (
-    ND_CMD_GET_CONFIG_DATA, ND_CMD_GET_CONFIG_SIZE, ND_CMD_SET_CONFIG_DATA, Nvdimm,
-)
+from fakesys.kernel.nvdimm.dimm import Nvdimm
 from fakesys.kernel.nvdimm.e820 import PmemRange, legacy_ranges
 from fakesys.kernel.nvdimm.region import InterleaveSet, Mapping, RegionDesc, region_create
+from fakesys.kernel.uapi.ndctl import (
+    ND_CMD_GET_CONFIG_DATA, ND_CMD_GET_CONFIG_SIZE, ND_CMD_SET_CONFIG_DATA,
+)
 from fakesys.media import Slice
 
 if TYPE_CHECKING:

@@ -27,13 +27,12 @@ from fakesys.kernel.nvdimm.bus import (
 )
 from fakesys.kernel.nvdimm.dimm import Nvdimm
 from fakesys.kernel.parse import kstrtobool, kstrtoul
+from fakesys.kernel.sizes import PAGE_SIZE, SZ_16M
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
     from fakesys.kernel.nvdimm.namespace import Namespace
 
-PAGE_SIZE = 4096
-SZ_16M = 16 << 20
 ND_MAX_MAPPINGS = 32
 
 
@@ -49,12 +48,28 @@ class Mapping:
 
 @dataclass
 class InterleaveSet:
-    """struct nd_interleave_set: the cookies labels must carry."""
+    """struct nd_interleave_set: the cookies labels must carry.
+
+    The provider computes the cookies (the NFIT in
+    acpi_nfit_init_interleave_set()); :meth:`cookie` is the one place that
+    chooses between them, for label writes, label scans, ``set_cookie``
+    and the invariant checker alike.
+    """
 
     cookie1: int
     cookie2: int
     altcookie: int
     type_guid: bytes = bytes(16)
+
+    def cookie(self, index_version: tuple[int, int] | None) -> int:
+        """nd_region_interleave_set_cookie(): the cookie of a label under a
+        namespace index of ``index_version`` (None: no valid index).
+
+        cookie1 under a v1.1 index; cookie2 under any other and when there
+        is none, so an area about to be autolabelled (v1.2) agrees.  Labels
+        carrying ``altcookie`` are accepted on scan, never written.
+        """
+        return self.cookie1 if index_version == (1, 1) else self.cookie2
 
 
 @dataclass
@@ -289,7 +304,7 @@ class Region(NdDevice):
         if self.mappings:
             ndd = self.mappings[0].nvdimm.ndd
             if ndd is not None:
-                cookie = interleave_set_cookie(self, ndd.labels)
+                cookie = nd_set.cookie(ndd.labels.version if ndd.labels is not None else None)
         return f"{cookie:#x}\n"
 
     def init_namespaces_show(self) -> str:
@@ -308,15 +323,6 @@ class Region(NdDevice):
         if self.desc.persist_memctrl:
             return "memory_controller\n"
         return "\n"
-
-
-def interleave_set_cookie(region: Region, labels) -> int:
-    """nd_region_interleave_set_cookie(): cookie1 for v1.1 labels, cookie2 otherwise."""
-    nd_set = region.nd_set
-    assert nd_set is not None
-    if labels is not None and labels.valid and labels.version == (1, 1):
-        return nd_set.cookie1
-    return nd_set.cookie2
 
 
 def default_align(size: int, mappings: int) -> int:

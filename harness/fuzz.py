@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 from fakesys.errors import Errno
-from fakesys.kernel.invariants import _dax_regions, check, diff, snapshot
+from fakesys.kernel.dax.invariants import dax_regions
+from fakesys.kernel.invariants import check, diff, snapshot
 from fakesys.platform.machine import Machine
 from fakesys.sysfs.kernfs import Dir, File, Link, Node
 from fakesys.platform.topology import load
@@ -436,7 +437,7 @@ class Fuzz:
                                                                    b"dax0.0x", b"dax"]
         if name == "mapping":
             out = [b"0-1fffff", b"-", b"x-y", b"100000000-1000fffff"]
-            for region in _dax_regions(self.kernel):
+            for region in dax_regions(self.kernel):
                 for off in (0, 2 * MiB, 4 * MiB, region.size - 2 * MiB):
                     start = region.start + off
                     out.append(f"{start:x}-{start + 2 * MiB - 1:x}".encode())
@@ -548,7 +549,7 @@ class Fuzz:
 
     def dax_create(self, ch: Chooser) -> None:
         """daxctl create-device: create, size, bind device_dax."""
-        regions = [r for r in _dax_regions(self.kernel) if not r.static and r.host.kobj is not None]
+        regions = [r for r in dax_regions(self.kernel) if not r.static and r.host.kobj is not None]
         if not regions:
             return
         self.stats.ops["dax-create"] += 1
@@ -566,7 +567,7 @@ class Fuzz:
 
     def dax_destroy(self, ch: Chooser) -> None:
         """daxctl disable-device + destroy-device: unbind, size 0, delete."""
-        devs = [d for r in _dax_regions(self.kernel) if not r.static and r.host.kobj is not None
+        devs = [d for r in dax_regions(self.kernel) if not r.static and r.host.kobj is not None
                 for d in r.devices if d.registered and d.id > 0]
         if not devs:
             return

@@ -22,3 +22,10 @@ BUILTIN: dict[str, tuple[str, ...]] = {
         "fakesys.kernel.dax.kmem",
     ),
 }
+
+# The subsystems' invariant checkers (kernel/invariants.py runs them in order).
+INVARIANTS: tuple[str, ...] = (
+    "fakesys.kernel.nvdimm.invariants",
+    "fakesys.kernel.dax.invariants",
+    "fakesys.kernel.base.invariants",
+)

@@ -30,7 +30,7 @@ def test_scrub_lifecycle_and_python_api():
     assert show(region, "badblocks") == "8 2\n"              # the short ARS at registration
     timers(m.kernel).settle()
     assert show(bus, "nfit/scrub") == "1\n"
-    bus.nfit.fw.inject(region.start + 0x20000, 4096)         # the Python API: the platform finds poison
+    bus.provider_data.fw.inject(region.start + 0x20000, 4096)         # the Python API: the platform finds poison
     assert show(region, "badblocks") == "8 2\n"              # unknown to the kernel until a scrub
     bus.kobj.walk("nfit/scrub").write(b"1\n")
     assert show(bus, "nfit/scrub") == "1+\n"
@@ -43,14 +43,14 @@ def test_clear_error_and_badblocks_limits():
     m, bus, region = boot()
     timers(m.kernel).settle()
     start = region.start + (1 << 20)
-    bus.nfit.fw.inject(start, 700 * 512)                     # one range of 700 sectors
-    bus.nfit.scrubber.rescan()
+    bus.provider_data.fw.inject(start, 700 * 512)                     # one range of 700 sectors
+    bus.provider_data.scrubber.rescan()
     timers(m.kernel).settle()
     assert show(region, "badblocks") == "8 2\n2048 512\n2560 188\n"   # BB_MAX_LEN entries
     # nvdimm_clear_poison(): ARS_CAP for the unit, CLEAR_ERROR, then the bus list forgets
     assert ioctl.clear_poison(bus, start, 700 * 512) == 700 * 512
     assert show(region, "badblocks") == "8 2\n"
-    assert list(bus.nfit.fw.poison) == [(region.start + 0x1000, 1024)]
+    assert list(bus.provider_data.fw.poison) == [(region.start + 0x1000, 1024)]
 
 
 def test_smart_inject_payload():

@@ -11,7 +11,8 @@ descriptor its entry point takes.
 from __future__ import annotations
 
 from fakesys.kernel.base.platform import OfNode, platform_bus
-from fakesys.kernel.nvdimm.e820 import PmemRange, e820_pmem_register
+from fakesys.kernel.e820 import PmemRange
+from fakesys.kernel.nvdimm.e820 import e820_pmem_register
 from fakesys.kernel.nvdimm.of_pmem import bus_id, of_pmem_populate
 from fakesys.kernel.nvdimm.virtio_pmem import VirtioPmemConfig, virtio_pmem_add
 from fakesys.kernel.kernel import Kernel

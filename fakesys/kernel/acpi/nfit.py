@@ -5,10 +5,14 @@ groups on the bus, DIMMs and regions) and the ACPI device it hangs off.
 
 from __future__ import annotations
 
+import errno
 import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Sequence
 
+from fakesys.errors import Errno
+from fakesys.kernel.acpi.nfit_ctl import ACPI_NFIT_CTL
+from fakesys.kernel.acpi.nfit_fw import Firmware, IntelSmart, Scrubber
 from fakesys.kernel.acpi.nfit_table import Nfit, NfitDimm
 from fakesys.kernel.base.bus import Bus
 from fakesys.kernel.base.core import RO, RW, Attribute, AttributeGroup, Device, device_add
@@ -116,7 +120,7 @@ def dimm_id(spec: NfitDimm) -> str:
 
 
 class NfitBusState:
-    """acpi_nfit_desc: the provider side of one bus (``bus.nfit``).
+    """acpi_nfit_desc: the provider side of one bus (``bus.provider_data``).
 
     ``fw`` is the platform's ARS/poison engine and ``scrubber`` the
     kernel's scrub work, both present when the bus supports ARS or the
@@ -130,8 +134,6 @@ class NfitBusState:
         self.scrubber = None
 
     def scrub_store(self, d, buf: str) -> None:
-        from fakesys.errors import Errno
-        import errno
         if kstrtoint(buf, 0) != 1:
             raise Errno(errno.EINVAL, "scrub takes 1")
         rc = self.scrubber.rescan() if self.scrubber is not None else -errno.ENOTTY
@@ -140,8 +142,6 @@ class NfitBusState:
 
     def group(self) -> AttributeGroup:
         def hw_store(d, buf: str) -> None:
-            from fakesys.errors import Errno
-            import errno
             val = kstrtoint(buf, 0)
             if val not in (0, 1):
                 raise Errno(errno.EINVAL, "hw_error_scrub takes 0 or 1")
@@ -223,11 +223,9 @@ def nfit_register(kernel: "Kernel", spec: Nfit, parent=None, ndctl=None) -> Nvdi
     state = NfitBusState(spec)
     nd = libnvdimm(kernel)
     bus = NvdimmBus(kernel, nd, nd.ida_get(nd.bus_ids), parent, provider,
-                    _cmd_mask(spec.commands, BUS_CMD_NAMES))
+                    _cmd_mask(spec.commands, BUS_CMD_NAMES), ndctl or ACPI_NFIT_CTL)
     bus.groups.append(state.group())
-    bus.nfit = state
-    if ndctl is not None:
-        bus.ndctl_handler = ndctl
+    bus.provider_data = state
     if spec.fw_activate:
         bus.groups[1] = AttributeGroup([
             Attribute("activate", 0o600, lambda d: "idle\n", lambda d, b: None),
@@ -235,7 +233,6 @@ def nfit_register(kernel: "Kernel", spec: Nfit, parent=None, ndctl=None) -> Nvdi
         ], name="firmware")
     ars = (1 << 1) | (1 << 2) | (1 << 3)
     if bus.cmd_mask & ars == ars or spec.media_errors:
-        from fakesys.kernel.acpi.nfit_fw import Firmware, Scrubber
         state.fw = Firmware(kernel, spec.ars_seconds, spec.clear_err_unit, poison=spec.media_errors)
         if bus.cmd_mask & ars == ars:
             state.scrubber = Scrubber(kernel, bus, state.fw,
@@ -312,7 +309,6 @@ def _dimm_smart(dimm: Nvdimm, spec: NfitDimm) -> None:
     dimm.dirty_shutdown = None
     if not has:
         return
-    from fakesys.kernel.acpi.nfit_fw import IntelSmart
 
     def health_event() -> None:
         nfit_dir = dimm.kobj.get("nfit") if dimm.kobj is not None else None

@@ -36,8 +36,10 @@ import errno
 import struct
 from dataclasses import dataclass, field
 
+from fakesys.errors import Errno
 from fakesys.kernel.base.timer import timers
 from fakesys.kernel.nvdimm.badrange import Badrange, bus_badrange
+from fakesys.kernel.nvdimm.bus import NvdimmBus
 from fakesys.kernel.uapi.ndctl import (
     ND_CMD_ARS_START, ND_CMD_CALL, NVDIMM_BUS_FAMILY_NFIT, NVDIMM_CMD_MAX, NVDIMM_FAMILY_INTEL,
 )
@@ -468,7 +470,6 @@ def acpi_nfit_clear_to_send(bus, nvdimm, cmd: int, buf) -> None:
     """acpi_nfit_clear_to_send(); ``cmd`` is what bus.c passes: the CALL's
     function number for a CALL, so the family checks below only ever see
     a CALL of function 10 and the ARS check a bus CALL of function 2."""
-    from fakesys.errors import Errno
     family = func = None
     if cmd == ND_CMD_CALL and len(buf) >= 16:
         family, func = struct.unpack_from("<QQ", buf, 0)
@@ -479,7 +480,7 @@ def acpi_nfit_clear_to_send(bus, nvdimm, cmd: int, buf) -> None:
         raise Errno(errno.EOPNOTSUPP, f"bus family {family} blocked")
     if nvdimm is not None or cmd != ND_CMD_ARS_START:
         return
-    state = getattr(bus, "nfit", None)
+    state = bus.provider_data
     scrubber = getattr(state, "scrubber", None)
     if scrubber is not None and scrubber.busy:
         raise Errno(errno.EBUSY, "the kernel is scrubbing")
@@ -488,7 +489,7 @@ def acpi_nfit_clear_to_send(bus, nvdimm, cmd: int, buf) -> None:
 def uc_error_notify(bus) -> None:
     """NFIT_NOTIFY_UC_MEMORY_ERROR (queued work): a short scrub, or a long
     one when nfit/hw_error_scrub is 1 (acpi_nfit_uc_error_notify)."""
-    state = getattr(bus, "nfit", None)
+    state = bus.provider_data
     scrubber = getattr(state, "scrubber", None)
     if scrubber is not None:
         mode = ARS_REQ_LONG if getattr(state, "hw_error_scrub", 0) else ARS_REQ_SHORT
@@ -503,7 +504,7 @@ def inject_media_error(kernel, spa: int, length: int = 512, scrub: bool = False)
     requests one, as a machine-check notification would).  Returns the bus.
     """
     for bus in kernel.nd.bus.devices.values() if kernel.nd is not None else ():
-        state = getattr(bus, "nfit", None)
+        state = bus.provider_data if isinstance(bus, NvdimmBus) else None
         if state is None or state.fw is None:
             continue
         if any(r.start <= spa < r.start + r.size for r in bus.regions()):

@@ -121,7 +121,7 @@ class NfitTestCtl:
     # -- the bus ---------------------------------------------------------------------
 
     def _bus(self, bus, nr: int, buf: bytearray) -> int:
-        state = getattr(bus, "nfit", None)
+        state = bus.provider_data
         firmware = getattr(state, "fw", None)
         if firmware is None:
             raise Errno(errno.ENOTTY, "no ARS on this bus")
@@ -189,7 +189,7 @@ class NfitTestDriver(Driver):
     def remove(self, dev) -> None:
         bus = dev.drvdata
         if bus is not None:
-            state = getattr(bus, "nfit", None)
+            state = bus.provider_data
             if state is not None and getattr(state, "scrubber", None) is not None:
                 state.scrubber.shutdown()
             self.kernel.nd.bus_unregister(bus)

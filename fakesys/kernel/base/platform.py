@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from fakesys.errors import Errno
 from fakesys.kernel.base.bus import Bus
 from fakesys.kernel.base.core import RO, RW, AttributeGroup, Device
-from fakesys.kernel.base.driver import Driver
+from fakesys.kernel.base.driver import Driver, driver_register
 from fakesys.kernel.sizes import PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -134,3 +134,12 @@ def platform_bus(kernel: "Kernel") -> PlatformBus:
     if bus is None:
         bus = kernel.register_bus(PlatformBus(kernel))
     return bus  # type: ignore[return-value]
+
+
+def platform_driver_register(kernel: "Kernel", drv_cls: type[Driver]) -> Driver:
+    """platform_driver_register() once per boot (module load)."""
+    bus = platform_bus(kernel)
+    drv = bus.drivers.get(drv_cls.name)
+    if drv is None:
+        drv = driver_register(drv_cls(kernel, bus))
+    return drv

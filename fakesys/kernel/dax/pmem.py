@@ -15,6 +15,9 @@ from fakesys.kernel.base.core import Device
 from fakesys.kernel.base.driver import Driver, module_driver
 from fakesys.kernel.dax.bus import alloc_dax_region, dax_region_unregister
 from fakesys.kernel.nvdimm.bus import ND_DEVICE_DAX_PMEM
+from fakesys.kernel.nvdimm.dax_devs import Dax
+from fakesys.kernel.nvdimm.pmem import common_probe, setup_pfn
+from fakesys.kernel.nvdimm.region import iomem_wrapped
 
 
 @module_driver
@@ -24,9 +27,6 @@ class DaxPmemDriver(Driver):
     type_mask = 1 << ND_DEVICE_DAX_PMEM
 
     def probe(self, dev: Device) -> None:
-        from fakesys.kernel.nvdimm.dax_devs import Dax
-        from fakesys.kernel.nvdimm.pmem import common_probe, setup_pfn
-        from fakesys.kernel.nvdimm.region import iomem_wrapped
         assert isinstance(dev, Dax)
         ns = common_probe(dev)
         sb = setup_pfn(dev, ns)

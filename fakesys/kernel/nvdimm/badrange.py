@@ -103,12 +103,8 @@ def sectors(ranges, start: int, size: int) -> list[tuple[int, int]]:
 
 
 def bus_badrange(bus) -> Badrange:
-    """The bus's list of known poison (created on first use)."""
-    br = getattr(bus, "badrange", None)
-    if not isinstance(br, Badrange):
-        br = Badrange(br or ())
-        bus.badrange = br
-    return br
+    """The bus's list of known poison."""
+    return bus.badrange
 
 
 def badblocks_show(bus, start: int, size: int) -> str:

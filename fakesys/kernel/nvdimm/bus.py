@@ -14,6 +14,7 @@ from fakesys.kernel.base.core import RO, AttributeGroup, Device, DeviceType, dev
 from fakesys.kernel.base.driver import Driver, built_drivers, driver_register, module_driver
 from fakesys.kernel.fs.char_dev import chrdev_major
 from fakesys.kernel.memregion import ida_alloc, memregion_free
+from fakesys.kernel.nvdimm.badrange import Badrange
 from fakesys.sysfs.kernfs import File
 
 if TYPE_CHECKING:
@@ -50,6 +51,11 @@ class NdDevice(Device):
     def target_node(self) -> int:
         parent = self.parent_device
         return parent.target_node() if isinstance(parent, NdDevice) else -1
+
+    def holds_uuid(self, uuid) -> bool:
+        """Whether this device claims ``uuid``: is_namespace_uuid_busy() asks
+        the pmem namespaces and the btt, pfn and dax devices."""
+        return False
 
     def is_nd_region(self) -> bool:
         """is_nd_region(): a region device (decided by its type, as the kernel does)."""
@@ -108,13 +114,18 @@ class NvdimmBus(NdDevice):
     type = DeviceType(None)
 
     def __init__(self, kernel: "Kernel", nd: "Nd", id: int, parent, provider: str,
-                 cmd_mask: int = 0) -> None:
+                 cmd_mask: int = 0, ndctl_handler=None) -> None:
         super().__init__(kernel, f"ndbus{id}", parent, bus=nd.bus)
         self.nd = nd
         self.id = id
         self.provider = provider
         self.cmd_mask = cmd_mask
         self.ndctl: Device | None = None
+        # nd_desc: the provider's command handler (->ndctl; None: no commands)
+        # and its own state (what container_of(nd_desc) reaches: acpi_nfit_desc)
+        self.ndctl_handler = ndctl_handler
+        self.provider_data = None
+        self.badrange = Badrange()  # nvdimm_bus->badrange: known poison
         self.groups = [BUS_GROUP, AttributeGroup([], name="firmware")]
 
     def nvdimms(self) -> list:
@@ -183,9 +194,10 @@ class Nd:
 
     ida_get = staticmethod(ida_alloc)
 
-    def bus_register(self, parent, provider: str, cmd_mask: int = 0) -> NvdimmBus:
+    def bus_register(self, parent, provider: str, cmd_mask: int = 0, ndctl_handler=None) -> NvdimmBus:
         """nvdimm_bus_register()."""
-        bus = NvdimmBus(self.kernel, self, self.ida_get(self.bus_ids), parent, provider, cmd_mask)
+        bus = NvdimmBus(self.kernel, self, self.ida_get(self.bus_ids), parent, provider, cmd_mask,
+                        ndctl_handler)
         device_add(bus)
         return bus
 

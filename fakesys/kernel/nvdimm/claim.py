@@ -48,6 +48,9 @@ class Claim(NdDevice):
     kind = ""
     ids_attr = ""
 
+    def holds_uuid(self, uuid: uuidlib.UUID) -> bool:
+        return self.uuid == uuid
+
     def __init__(self, region: "Region", id: int, ndns: Namespace | None = None) -> None:
         super().__init__(region.kernel, f"{self.kind}{region.id}.{id}", region,
                          bus=region.nvdimm_bus.nd.bus)

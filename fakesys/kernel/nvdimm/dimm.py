@@ -78,6 +78,10 @@ class Nvdimm(NdDevice):
         self.locked = locked      # NDD_LOCKED
         self.unarmed = unarmed    # NDD_UNARMED
         self.busy = 0             # enabled regions using this DIMM
+        # the provider's own view of the DIMM (nvdimm_provider_data: the
+        # NFIT's entries for it, its SMART firmware), None when it has none
+        self.spec = None
+        self.smart = None
         self.ndd: NvdimmDrvdata | None = None
         self.groups = [DIMM_GROUP, AttributeGroup([], name="firmware"), *provider_groups]
 

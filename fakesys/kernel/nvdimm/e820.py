@@ -16,57 +16,17 @@ through ``driver_override``) may claim them.
 
 from __future__ import annotations
 
-import weakref
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fakesys.kernel.base.core import Device, device_add
-from fakesys.kernel.base.dd import device_attach
-from fakesys.kernel.base.driver import Driver, driver_register
-from fakesys.kernel.base.platform import PlatformDevice, platform_bus
+from fakesys.kernel.base.platform import PlatformDevice
+from fakesys.kernel.e820 import PmemRange, add_legacy_range, legacy_ranges
 from fakesys.kernel.nvdimm.bus import BusProviderDriver, libnvdimm
+from fakesys.kernel.nvdimm.ramdax import register_pmem_drivers
 from fakesys.kernel.nvdimm.region import RegionDesc, region_create
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
-
-
-@dataclass
-class PmemRange:
-    """A struct resource of pmem without DIMMs: its SPA range, the nodes
-    it belongs to and the byte store behind it (the media).  ``ramdax``
-    records that the platform meant the range for the ramdax driver."""
-
-    start: int
-    size: int
-    numa_node: int
-    target_node: int
-    store: object
-    ramdax: bool = False
-
-    @property
-    def end(self) -> int:
-        return self.start + self.size - 1
-
-
-# IORES_DESC_PERSISTENT_MEMORY_LEGACY resources, per kernel, in address order
-_LEGACY: "weakref.WeakKeyDictionary[Kernel, list[PmemRange]]" = weakref.WeakKeyDictionary()
-
-
-def legacy_ranges(kernel: "Kernel") -> list[PmemRange]:
-    """walk_iomem_res_desc(IORES_DESC_PERSISTENT_MEMORY_LEGACY, ...)."""
-    return sorted(_LEGACY.get(kernel, []), key=lambda r: r.start)
-
-
-def add_legacy_range(kernel: "Kernel", rng: PmemRange) -> None:
-    ranges = _LEGACY.setdefault(kernel, [])
-    for other in ranges:
-        if rng.start <= other.end and other.start <= rng.end:
-            raise ValueError(f"legacy pmem range {rng.start:#x}-{rng.end:#x} overlaps "
-                             f"{other.start:#x}-{other.end:#x}")
-    ranges.append(rng)
-    # the e820 table's type-12 entry, in /proc/iomem from boot
-    kernel.iomem.insert("Persistent Memory (legacy)", rng.start, rng.end)
 
 
 class E820PmemDriver(BusProviderDriver):
@@ -83,27 +43,6 @@ class E820PmemDriver(BusProviderDriver):
         for rng in legacy_ranges(self.kernel):
             region_create(bus, RegionDesc(start=rng.start, size=rng.size, numa_node=rng.numa_node,
                                           target_node=rng.target_node, pagemap=True, media=rng.store))
-
-
-def register_driver(kernel: "Kernel", drv_cls: type[Driver]) -> Driver:
-    """platform_driver_register() once per boot (module load)."""
-    bus = platform_bus(kernel)
-    drv = bus.drivers.get(drv_cls.name)
-    if drv is None:
-        drv = driver_register(drv_cls(kernel, bus))
-    return drv
-
-
-def register_pmem_drivers(kernel: "Kernel", dev: PlatformDevice, drv_cls: type[Driver]) -> None:
-    """A platform pmem provider's driver, and ramdax beside it on kernels
-    that have it (it binds only through driver_override); then bind ``dev``
-    as the driver core does, unless registering a driver already did."""
-    register_driver(kernel, drv_cls)
-    if kernel.version.has_ramdax:
-        from fakesys.kernel.nvdimm.ramdax import RamdaxDriver  # (ramdax imports this module)
-        register_driver(kernel, RamdaxDriver)
-    if dev.driver is None:
-        device_attach(dev)
 
 
 def e820_pmem_register(kernel: "Kernel", ranges: list[PmemRange],

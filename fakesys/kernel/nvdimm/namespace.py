@@ -24,11 +24,11 @@ from fakesys.kernel.nvdimm.label import (
     CLAIM_CLASS_GUIDS, NSLABEL_NAME_LEN, NULL_GUID, LabelArea, LabelError, PmemLabelSpec,
     pmem_namespace_label_update,
 )
-from fakesys.kernel.nvdimm.region import Region
 from fakesys.kernel.parse import kstrtobool, kstrtoull, strim, strip_newline
 
 if TYPE_CHECKING:
     from fakesys.kernel.nvdimm.claim import Claim
+    from fakesys.kernel.nvdimm.region import Region
 
 PMEM_LBASIZES = (512, 4096)
 
@@ -89,9 +89,8 @@ class Namespace(NdDevice):
     # -- attributes shared by both kinds ---------------------------------
 
     def mode_show(self) -> str:
-        from fakesys.kernel.nvdimm.claim import Claim
         claim = self.claim
-        if isinstance(claim, Claim):
+        if claim is not None:
             return {"btt": "safe\n", "pfn": "memory\n", "dax": "dax\n"}[claim.kind]
         if self.region.desc.pagemap and not self.force_raw:
             return "memory\n"
@@ -157,6 +156,9 @@ class NamespacePmem(Namespace):
 
     # -- attributes -------------------------------------------------------
 
+
+    def holds_uuid(self, uuid: uuidlib.UUID) -> bool:
+        return self.uuid == uuid
     def uuid_store(self, buf: str) -> None:
         if self.claim is not None or self.driver is not None:
             raise Errno(errno.EBUSY, f"{self.name} is active or claimed")
@@ -258,14 +260,8 @@ PMEM_TYPE = DeviceType("nd_namespace_pmem", [ND_DEVICE_GROUP, NAMESPACE_GROUP, N
 
 def uuid_busy(bus, uuid: uuidlib.UUID) -> bool:
     """is_namespace_uuid_busy(): namespaces, btt and pfn/dax devices on the bus."""
-    from fakesys.kernel.nvdimm.claim import Claim
-    for region in bus.regions():
-        for dev in region.children:
-            if isinstance(dev, NamespacePmem) and dev.uuid == uuid:
-                return True
-            if isinstance(dev, Claim) and dev.uuid == uuid:
-                return True
-    return False
+    return any(isinstance(dev, NdDevice) and dev.holds_uuid(uuid)
+               for region in bus.regions() for dev in region.children)
 
 
 def btt_claim_class(region: Region) -> int:

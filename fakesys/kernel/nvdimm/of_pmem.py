@@ -23,7 +23,8 @@ from fakesys.errors import Errno
 from fakesys.kernel.base.core import Device, device_add
 from fakesys.kernel.base.platform import OfNode, PlatformDevice
 from fakesys.kernel.nvdimm.bus import BusProviderDriver, libnvdimm
-from fakesys.kernel.nvdimm.e820 import PmemRange, register_pmem_drivers
+from fakesys.kernel.e820 import PmemRange
+from fakesys.kernel.nvdimm.ramdax import register_pmem_drivers
 from fakesys.kernel.nvdimm.region import RegionDesc, region_create
 from fakesys.sysfs.kernfs import Dir, File, Link
 

@@ -21,10 +21,12 @@ from fakesys.kernel.nvdimm.btt_devs import Btt
 from fakesys.kernel.nvdimm.bus import ND_DEVICE_NAMESPACE_IO, ND_DEVICE_NAMESPACE_PMEM
 from fakesys.kernel.nvdimm.claim import Claim, NamespaceMedia
 from fakesys.kernel.nvdimm.dax_devs import Dax
+from fakesys.kernel.nvdimm.ioctl import clear_poison
 from fakesys.kernel.nvdimm.namespace import (
     CCLASS_BTT, CCLASS_BTT2, CCLASS_DAX, CCLASS_NONE, CCLASS_PFN, Namespace, NamespacePmem,
 )
 from fakesys.kernel.nvdimm.pfn_devs import Pfn
+from fakesys.kernel.nvdimm.region import iomem_wrapped
 from fakesys.kernel.sizes import PAGE_SIZE, SECTOR_SIZE
 
 log = logging.getLogger("fakesys.kernel")
@@ -136,7 +138,6 @@ class NdPmemDriver(Driver):
     def _request_range(self, dev: Device, ns: Namespace) -> None:
         """devm_request_mem_region() of the whole namespace, named after it
         (/proc/iomem shows ``namespaceX.Y`` below ``Persistent Memory``)."""
-        from fakesys.kernel.nvdimm.region import iomem_wrapped
         if iomem_wrapped(ns.region):
             return
         res = self.kernel.iomem.request_region(ns.res_start, ns.res_size, ns.name)
@@ -239,7 +240,6 @@ class DiskMedia:
         if offset + len(data) > self.size:
             raise Errno(errno.ENOSPC, "write past the end of the disk")
         if self._bad(offset, len(data)):
-            from fakesys.kernel.nvdimm.ioctl import clear_poison
             bus, base = self.poison
             clear_poison(bus, base + offset, len(data))
         self.media.write(self.offset + offset, data)

@@ -26,10 +26,12 @@ from typing import TYPE_CHECKING
 
 from fakesys.errors import Errno
 from fakesys.kernel.base.core import Device, device_add
-from fakesys.kernel.base.platform import PlatformDevice
+from fakesys.kernel.base.dd import device_attach
+from fakesys.kernel.base.driver import Driver
+from fakesys.kernel.base.platform import PlatformDevice, platform_driver_register
+from fakesys.kernel.e820 import PmemRange, legacy_ranges
 from fakesys.kernel.nvdimm.bus import BusProviderDriver, libnvdimm
 from fakesys.kernel.nvdimm.dimm import Nvdimm
-from fakesys.kernel.nvdimm.e820 import PmemRange, legacy_ranges
 from fakesys.kernel.nvdimm.region import InterleaveSet, Mapping, RegionDesc, region_create
 from fakesys.kernel.uapi.ndctl import (
     ND_CMD_GET_CONFIG_DATA, ND_CMD_GET_CONFIG_SIZE, ND_CMD_SET_CONFIG_DATA,
@@ -37,6 +39,7 @@ from fakesys.kernel.uapi.ndctl import (
 from fakesys.media import Slice
 
 if TYPE_CHECKING:
+    from fakesys.kernel.kernel import Kernel
     from fakesys.kernel.nvdimm.bus import NvdimmBus
 
 LABEL_AREA_SIZE = 128 << 10
@@ -56,8 +59,7 @@ class RamdaxDriver(BusProviderDriver):
     def probe(self, dev: Device) -> None:
         assert isinstance(dev, PlatformDevice)
         nd = libnvdimm(self.kernel)
-        bus = nd.bus_register(dev, "ramdax")
-        bus.ndctl_handler = RamdaxCtl()
+        bus = nd.bus_register(dev, "ramdax", ndctl_handler=RamdaxCtl())
         try:
             if dev.of_node is not None:
                 if not set(OF_MATCHES) & set(dev.of_node.compatible):
@@ -134,3 +136,14 @@ class RamdaxCtl:
             nvdimm.lsa.write(offset, bytes(buf[8:8 + length]))
             return 0
         raise Errno(errno.ENOTTY, f"command {nr} not supported")
+
+
+def register_pmem_drivers(kernel: "Kernel", dev: PlatformDevice, drv_cls: type[Driver]) -> None:
+    """A platform pmem provider's driver, and ramdax beside it on kernels
+    that have it (it binds only through driver_override); then bind ``dev``
+    as the driver core does, unless registering a driver already did."""
+    platform_driver_register(kernel, drv_cls)
+    if kernel.version.has_ramdax:
+        platform_driver_register(kernel, RamdaxDriver)
+    if dev.driver is None:
+        device_attach(dev)

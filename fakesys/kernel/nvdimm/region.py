@@ -20,18 +20,19 @@ from fakesys.kernel.base.core import (
 from fakesys.kernel.base.dd import device_attach
 from fakesys.kernel.base.driver import Driver, module_driver
 from fakesys.kernel.memregion import memregion_alloc
-from fakesys.kernel.nvdimm import badrange
+from fakesys.kernel.nvdimm import badrange, btt_devs, dax_devs, namespace, pfn_devs
 from fakesys.kernel.nvdimm.bus import (
     ND_DEVICE_GROUP, ND_DEVICE_NAMESPACE_IO, ND_DEVICE_NAMESPACE_PMEM, ND_DEVICE_REGION_PMEM,
     ND_NUMA_GROUP, NdDevice, NvdimmBus,
 )
+from fakesys.kernel.nvdimm.claim import Claim
 from fakesys.kernel.nvdimm.dimm import Nvdimm
+from fakesys.kernel.nvdimm.namespace import Namespace
 from fakesys.kernel.parse import kstrtobool, kstrtoul
 from fakesys.kernel.sizes import PAGE_SIZE, SZ_16M
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel
-    from fakesys.kernel.nvdimm.namespace import Namespace
 
 ND_MAX_MAPPINGS = 32
 
@@ -154,8 +155,7 @@ class Region(NdDevice):
             return -1
         return 1 if self.desc.flush_hints else 0
 
-    def namespaces(self) -> list["Namespace"]:
-        from fakesys.kernel.nvdimm.namespace import Namespace
+    def namespaces(self) -> list[Namespace]:
         return [c for c in self.children if isinstance(c, Namespace)]
 
     def ndds(self):
@@ -266,8 +266,6 @@ class Region(NdDevice):
     # -- seeds (nd_region_advance_seeds) -----------------------------------
 
     def advance_seeds(self, dev: Device) -> None:
-        from fakesys.kernel.nvdimm.claim import Claim
-        from fakesys.kernel.nvdimm import namespace
         if dev is self.ns_seed:
             namespace.create_ns_seed(self)
         elif isinstance(dev, Claim):
@@ -401,7 +399,6 @@ class NdRegionDriver(Driver):
     type_mask = (1 << 2) | (1 << 3)
 
     def probe(self, dev: Device) -> None:
-        from fakesys.kernel.nvdimm import btt_devs, dax_devs, namespace, pfn_devs
         assert isinstance(dev, Region)
         for m in dev.mappings:
             if m.nvdimm.ndd is None and (m.nvdimm.locked or m.nvdimm.labeling):

@@ -13,6 +13,9 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
+
+from fakesys.control import recv_line
 
 FORBIDDEN = ("/sys", "/dev", "/proc")
 
@@ -50,17 +53,6 @@ def remove_rundir(name: str) -> None:
         os.rmdir(rd)
     except OSError:
         pass
-
-
-def recv_line(sock: socket.socket) -> bytes:
-    """A control-socket reply: bytes up to and including the newline (or EOF)."""
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def refuse_host_paths(path: str) -> None:
@@ -125,13 +117,14 @@ def abort_connection(path: str) -> bool:
     if fields[fields.index("-") + 1] != "fuse.fakesys":
         return False
     conn = int(fields[2].split(":")[1])
-    import tempfile
     ctl = tempfile.mkdtemp(prefix="fakesys-fusectl-")
     try:
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
+                # imported here: the sandbox (ctypes, libc) is some 20 ms that
+                # status and down never need, and this child only runs on a dead fake
                 from fakesys.sandbox.namespace import CLONE_NEWNS, MS_PRIVATE, MS_REC, mount, unshare
                 unshare(CLONE_NEWNS)
                 mount(None, "/", None, MS_REC | MS_PRIVATE)

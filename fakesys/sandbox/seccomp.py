@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from fakesys.errors import Errno
-from fakesys.runtime import recv_line
+from fakesys.control import recv_line
 
 # include/uapi/linux/{prctl,seccomp,audit,filter}.h, x86-64 syscall numbers
 PR_SET_NO_NEW_PRIVS = 38

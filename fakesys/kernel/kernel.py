@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
+from fakesys.kernel.base.timer import Timers
 from fakesys.kernel.fs.char_dev import DYNAMIC_MAJORS
 from fakesys.kernel.resource import ResourceTree
 from fakesys.kernel.version import KernelVersion
@@ -53,6 +54,7 @@ class Kernel:
         self.chrdev_claimed: dict[Device, tuple[int, int]] = {}  # device -> the devt its driver gave it
         self.probe_depth = 0                   # probes in progress (base/dd.py)
         self.deferred: list[Callable[[], object]] = []  # work to run after them
+        self.timers = Timers()                 # delayed work (base/timer.py)
         self.current_pid = 0  # the process whose write is being served ("current")
         # udev: loads the module a new device's modalias asks for; None loads at once
         self.udev: Callable[[str, Callable[[], None], int], None] | None = None

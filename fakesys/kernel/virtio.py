@@ -81,7 +81,6 @@ class VirtioDevice(Device):
         self.features = 0
         self.status = 0
         self.config = dict(config or {})
-        self.drvdata = None
         self.groups = [VIRTIO_DEV_GROUP]
 
     def modalias(self) -> str:

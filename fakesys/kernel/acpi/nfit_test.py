@@ -183,17 +183,17 @@ class NfitTestDriver(Driver):
         make = self.nfits.get(dev.name)
         if make is None:
             raise Errno(errno.ENODEV, f"no NFIT for {dev.name}")
-        dev.drvdata = nfit_register(self.kernel, make(), parent=dev, ndctl=NfitTestCtl())
+        dev.driver_data = nfit_register(self.kernel, make(), parent=dev, ndctl=NfitTestCtl())
         _test_dimms(self.kernel, dev)
 
     def remove(self, dev) -> None:
-        bus = dev.drvdata
+        bus = dev.driver_data
         if bus is not None:
             state = bus.provider_data
             if state is not None and getattr(state, "scrubber", None) is not None:
                 state.scrubber.shutdown()
             self.kernel.nd.bus_unregister(bus)
-            dev.drvdata = None
+            dev.driver_data = None
 
 
 # nfit_test's handle[] table: test_dimmN of nfit_test.0 (0-4, 4 being the
@@ -254,7 +254,7 @@ def nfit_test_exit(kernel) -> None:
     if drv is None:
         return
     for dev in drv.pdevs:
-        bus = dev.drvdata
+        bus = dev.driver_data
         if bus is not None and any(r.driver is not None for r in bus.regions()):
             raise Errno(errno.EBUSY, "Module nfit_test is in use")
     for dev in drv.pdevs:

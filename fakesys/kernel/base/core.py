@@ -97,6 +97,7 @@ class Device:
         self.kobj: Dir | None = None
         self.registered = False
         self.children: list[Device] = []
+        self.driver_data: object = None  # dev_set_drvdata(): the bound driver's state
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"

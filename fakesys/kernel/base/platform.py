@@ -99,7 +99,6 @@ class PlatformDevice(Device):
         self.driver_override: str | None = None
         self.of_node = of_node
         self.resources = list(resources)
-        self.drvdata = None            # platform_set_drvdata()
         self.groups = [PLATFORM_GROUP]
 
     def numa_node(self) -> int:

@@ -84,8 +84,5 @@ class Timers:
 
 
 def timers(kernel) -> Timers:
-    """The kernel's timer queue (created on first use)."""
-    t = getattr(kernel, "_timers", None)
-    if t is None:
-        t = kernel._timers = Timers()
-    return t
+    """The kernel's timer queue."""
+    return kernel.timers

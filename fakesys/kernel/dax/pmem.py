@@ -55,7 +55,7 @@ class DaxPmemDriver(Driver):
         region = getattr(dev, "dax_region", None)
         if region is not None:
             dax_region_unregister(region)
-        head = getattr(dev, "iomem_res", None)
+        head = dev.iomem_res
         if head is not None:
             self.kernel.iomem.release(head)
             dev.iomem_res = None

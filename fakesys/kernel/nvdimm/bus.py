@@ -43,6 +43,11 @@ class NdDevice(Device):
     """A device on the nd bus; ``nd_type`` selects drivers and the modalias."""
 
     nd_type = 0
+    # What the pmem and dax_pmem drivers hold while bound to a namespace,
+    # btt, pfn or dax device (devm resources: released on unbind): the
+    # iomem reservation and the gendisk.
+    iomem_res = None
+    disk = None
 
     def numa_node(self) -> int:
         parent = self.parent_device
@@ -231,6 +236,6 @@ class BusProviderDriver(Driver):
     unregisters that bus and everything below it (nvdimm_bus_unregister)."""
 
     def remove(self, dev: Device) -> None:
-        if dev.drvdata is not None:
-            self.kernel.nd.bus_unregister(dev.drvdata)
-            dev.drvdata = None
+        if dev.driver_data is not None:
+            self.kernel.nd.bus_unregister(dev.driver_data)
+            dev.driver_data = None

@@ -39,7 +39,7 @@ class E820PmemDriver(BusProviderDriver):
         assert isinstance(dev, PlatformDevice)
         nd = libnvdimm(self.kernel)
         bus = nd.bus_register(dev, "e820")
-        dev.drvdata = bus
+        dev.driver_data = bus
         for rng in legacy_ranges(self.kernel):
             region_create(bus, RegionDesc(start=rng.start, size=rng.size, numa_node=rng.numa_node,
                                           target_node=rng.target_node, pagemap=True, media=rng.store))

@@ -65,7 +65,6 @@ class Namespace(NdDevice):
         self.force_raw = False
         self.res_start = region.start
         self.res_size = 0
-        self.disk = None  # gendisk while bound raw to nd_pmem
 
     @property
     def capacity(self) -> int:
@@ -153,6 +152,7 @@ class NamespacePmem(Namespace):
         self.alt_name = ""
         self.lbasize = 0
         self.reap: set[uuidlib.UUID] = set()
+        self.pending_size = 0  # what the labels found at boot add up to, until registered
 
     # -- attributes -------------------------------------------------------
 
@@ -479,7 +479,7 @@ def scan_labels(region: Region) -> list[NamespacePmem]:
         ns.alt_name = lab.raw_name.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
         ns.lbasize = lab.lbasize
         ns.claim_class = _claim_class_of(lab)
-        ns._pending_size = sum(l.rawsize for l in per_dimm)
+        ns.pending_size = sum(l.rawsize for l in per_dimm)
         out.append(ns)
     return out
 
@@ -497,7 +497,7 @@ def register_namespaces(region: Region) -> list[Namespace]:
         devs = list(scan_labels(region)) or [NamespacePmem(region, -1)]
         for ns in devs:
             _name(ns, region.nvdimm_bus.nd.ida_get(region.ns_ids))
-            set_resource(ns, getattr(ns, "_pending_size", 0))
+            set_resource(ns, ns.pending_size)
     for ns in devs:
         device_add(ns, probe=False)
     region.ns_seed = devs[0]

@@ -47,7 +47,7 @@ class OfPmemDriver(BusProviderDriver):
         if node is None:
             raise Errno(errno.ENXIO, f"{dev.name} has no device-tree node")
         bus = libnvdimm(self.kernel).bus_register(dev, dev.id_name)
-        dev.drvdata = bus
+        dev.driver_data = bus
         volatile = "volatile" in node.properties
         for rng in dev.resources:
             region_create(bus, RegionDesc(start=rng.start, size=rng.size, numa_node=dev.numa,

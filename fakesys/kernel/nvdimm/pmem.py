@@ -146,14 +146,14 @@ class NdPmemDriver(Driver):
         dev.iomem_res = res
 
     def _release_range(self, dev: Device) -> None:
-        res = getattr(dev, "iomem_res", None)
+        res = dev.iomem_res
         if res is not None:
             self.kernel.iomem.release(res)
             dev.iomem_res = None
 
     def remove(self, dev: Device) -> None:
         self._release_range(dev)
-        disk = getattr(dev, "disk", None)
+        disk = dev.disk
         if disk is not None:
             del_gendisk(disk)
             self.kernel.dax.free_minor(disk.dax_minor) if disk.dax_minor is not None else None

@@ -72,7 +72,7 @@ class RamdaxDriver(BusProviderDriver):
         except Errno:
             nd.bus_unregister(bus)
             raise
-        dev.drvdata = bus
+        dev.driver_data = bus
 
 
 def register_dimm(bus: "NvdimmBus", rng: PmemRange) -> None:

@@ -46,7 +46,7 @@ class VirtioPmemDriver(BusProviderDriver):
         assert isinstance(dev, VirtioDevice)
         cfg = dev.config
         bus = libnvdimm(self.kernel).bus_register(dev, "virtio-pmem")
-        dev.drvdata = bus
+        dev.driver_data = bus
         numa = cfg["numa_node"]
         target = cfg["target_node"] if cfg["target_node"] != -1 else numa
         region_create(bus, RegionDesc(start=cfg["start"], size=cfg["size"], numa_node=numa,

@@ -43,7 +43,7 @@ from fakesys.errors import Errno
 from fakesys.kernel.dax.invariants import dax_regions
 from fakesys.kernel.invariants import check, diff, snapshot
 from fakesys.platform.machine import Machine
-from fakesys.sysfs.kernfs import Dir, File, Link, Node
+from fakesys.sysfs.tree import Dir, File, Link, Node
 from fakesys.platform.topology import load
 
 MiB = 1 << 20

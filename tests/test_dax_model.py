@@ -15,7 +15,7 @@ import pytest
 from fakesys.errors import Errno
 from fakesys.kernel.invariants import check
 from fakesys.platform.machine import Machine
-from fakesys.sysfs.kernfs import Dir, File, Link
+from fakesys.sysfs.tree import Dir, File, Link
 from fakesys.platform.topology import parse
 from test_model import exists, read, refused, resolve, write
 

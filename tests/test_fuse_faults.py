@@ -17,7 +17,7 @@ import trio
 
 from conftest import needs_root
 from fakesys.fuse.server import Server, mount_options, serve
-from fakesys.sysfs.kernfs import File, Tree
+from fakesys.sysfs.tree import File, Tree
 
 pytestmark = needs_root
 

@@ -22,7 +22,7 @@ from conftest import needs_root
 from fakesys.errors import Errno
 from fakesys.fuse import front, session
 from fakesys.fuse.server import Server, mount_options, serve
-from fakesys.sysfs.kernfs import Dir, File, Link, Tree
+from fakesys.sysfs.tree import Dir, File, Link, Tree
 
 pytestmark = needs_root
 

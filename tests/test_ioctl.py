@@ -20,7 +20,7 @@ from fakesys.kernel.base.dd import device_attach, device_release_driver
 from fakesys.kernel.fs.char_dev import set_chrdev_numbers
 from fakesys.kernel.nvdimm import ioctl as nd
 from fakesys.platform.machine import Machine
-from fakesys.sysfs.kernfs import Link
+from fakesys.sysfs.tree import Link
 from fakesys.platform.topology import load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -12,7 +12,7 @@ import pytest
 from fakesys.errors import Errno
 from fakesys.kernel.invariants import check
 from fakesys.platform.machine import Machine
-from fakesys.sysfs.kernfs import Dir, File, Link, Node
+from fakesys.sysfs.tree import Dir, File, Link, Node
 from fakesys.platform.topology import load
 
 DEVICES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "devices")

@@ -1,4 +1,4 @@
-"""pyfuse3 operations over a kernfs tree.
+"""pyfuse3 operations over the tree a fake serves (sysfs/tree.py).
 
 Generic: the server knows directories, attribute files, binary (media)
 files and symlinks, never what they mean.  What it guarantees:
@@ -44,7 +44,7 @@ from typing import Callable, Iterator
 
 from fakesys.errors import Errno
 from fakesys.fuse import front, loop, session
-from fakesys.sysfs.kernfs import Blob, DeviceNode, Dir, File, Link, Node, Tree
+from fakesys.sysfs.tree import Blob, DeviceNode, Dir, File, Link, Node, Tree
 
 log = logging.getLogger("fakesys.fuse")
 

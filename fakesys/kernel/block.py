@@ -21,7 +21,7 @@ from fakesys.kernel.base.core import (
 )
 from fakesys.kernel.memregion import ida_alloc
 from fakesys.kernel.parse import kstrtobool
-from fakesys.sysfs.kernfs import Link
+from fakesys.sysfs.tree import Link
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel

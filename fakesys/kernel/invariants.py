@@ -26,7 +26,7 @@ from types import ModuleType
 from fakesys.errors import Errno
 from fakesys.kernel import config
 from fakesys.kernel.kernel import Kernel
-from fakesys.sysfs.kernfs import Blob, DeviceNode, Dir, File, Link, Node
+from fakesys.sysfs.tree import Blob, DeviceNode, Dir, File, Link, Node
 
 
 def _subsystems() -> list[ModuleType]:

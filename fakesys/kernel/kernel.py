@@ -17,7 +17,7 @@ from fakesys.kernel.base.timer import Timers
 from fakesys.kernel.fs.char_dev import DYNAMIC_MAJORS
 from fakesys.kernel.resource import ResourceTree
 from fakesys.kernel.version import KernelVersion
-from fakesys.sysfs.kernfs import Dir, Tree
+from fakesys.sysfs.tree import Dir, Tree
 
 if TYPE_CHECKING:
     from fakesys.kernel.base.bus import Bus

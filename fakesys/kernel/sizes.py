@@ -8,7 +8,7 @@ x86-64, whose base page is 4 KiB (arch/x86/include/asm/page_types.h).
 Block devices count in 512-byte sectors whatever their logical block size
 (SECTOR_SIZE, include/linux/blk_types.h).
 
-The sysfs layer (fakesys/sysfs/kernfs.py) does not import this: it keeps
+The sysfs layer (fakesys/sysfs/tree.py) does not import this: it keeps
 its own ``SYSFS_BUFFER_SIZE`` because the tree layer knows nothing of the
 emulated kernel; in Linux that buffer is one page, hence the same value.
 """

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from fakesys.kernel.base.bus import Bus
 from fakesys.kernel.base.core import RO, AttributeGroup, Device, device_add
 from fakesys.kernel.base.driver import Driver
-from fakesys.sysfs.kernfs import Dir
+from fakesys.sysfs.tree import Dir
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel

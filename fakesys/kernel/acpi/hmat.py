@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from fakesys.kernel.base.core import RO, AttributeGroup, Device, device_add
 from fakesys.kernel.base.node import POWER_NOCB_GROUP, NodeDevice
-from fakesys.sysfs.kernfs import File, Link
+from fakesys.sysfs.tree import File, Link
 
 if TYPE_CHECKING:
     from fakesys.kernel.base.memory import MemoryNotify

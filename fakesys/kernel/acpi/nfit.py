@@ -24,7 +24,7 @@ from fakesys.kernel.nvdimm.label import fletcher64
 from fakesys.kernel.nvdimm.region import InterleaveSet, Mapping, RegionDesc, region_create
 from fakesys.kernel.parse import kstrtoint
 from fakesys.kernel.sort import kernel_sort
-from fakesys.sysfs.kernfs import File, Link
+from fakesys.sysfs.tree import File, Link
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from fakesys.errors import Errno
 from fakesys.kernel.base.dd import device_attach
 from fakesys.kernel.parse import parse_store, strip_newline
-from fakesys.sysfs.kernfs import File
+from fakesys.sysfs.tree import File
 
 if TYPE_CHECKING:
     from fakesys.kernel.base.core import Device

@@ -1,7 +1,7 @@
 """Devices, their attributes and their sysfs layout (drivers/base/core.c).
 
 Device types declare their attributes in groups with an ``is_visible``
-callback, as the kernel does; :func:`device_add` turns them into kernfs
+callback, as the kernel does; :func:`device_add` turns them into tree
 nodes, adds the standard files (``uevent``, ``dev``, ``subsystem``,
 ``device``), the ``/sys/bus``, ``/sys/class`` and ``/sys/dev`` links and
 the device node, announces the device and offers it to its bus's drivers.
@@ -22,7 +22,7 @@ from fakesys.kernel.base.dd import device_release_driver
 from fakesys.kernel.base.uevent import ACTIONS, kobject_uevent
 from fakesys.kernel.fs import char_dev
 from fakesys.kernel.parse import parse_store, strip_newline
-from fakesys.sysfs.kernfs import Dir, File, Link
+from fakesys.sysfs.tree import Dir, File, Link
 
 if TYPE_CHECKING:
     from fakesys.kernel.base.bus import Bus

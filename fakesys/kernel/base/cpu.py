@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from fakesys.kernel.base.bus import Bus
 from fakesys.kernel.base.core import RO, AttributeGroup, Device, device_add
 from fakesys.kernel.base.node import SubsysRoot, nodelist
-from fakesys.sysfs.kernfs import Link
+from fakesys.sysfs.tree import Link
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel

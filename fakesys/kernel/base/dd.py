@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable
 
 from fakesys.errors import Errno
 from fakesys.kernel.base.uevent import kobject_uevent
-from fakesys.sysfs.kernfs import Link
+from fakesys.sysfs.tree import Link
 
 if TYPE_CHECKING:
     from fakesys.kernel.base.core import Device

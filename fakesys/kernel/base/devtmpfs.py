@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fakesys.errors import Errno
-from fakesys.sysfs.kernfs import Blob, DeviceNode, Dir, File, Link
+from fakesys.sysfs.tree import Blob, DeviceNode, Dir, File, Link
 
 if TYPE_CHECKING:
     from fakesys.kernel.base.core import Device

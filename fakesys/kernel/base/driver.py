@@ -17,7 +17,7 @@ from fakesys.errors import Errno
 from fakesys.kernel import config
 from fakesys.kernel.base.dd import device_release_driver, driver_attach, driver_probe_device
 from fakesys.kernel.parse import parse_store
-from fakesys.sysfs.kernfs import Dir, File, Link
+from fakesys.sysfs.tree import Dir, File, Link
 
 if TYPE_CHECKING:
     from fakesys.kernel.base.bus import Bus

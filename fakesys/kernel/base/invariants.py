@@ -13,7 +13,7 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING
 
-from fakesys.sysfs.kernfs import Dir, Link, Node
+from fakesys.sysfs.tree import Dir, Link, Node
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel

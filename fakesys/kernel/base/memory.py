@@ -48,7 +48,7 @@ from fakesys.kernel.base.node import SubsysRoot
 from fakesys.kernel.base.uevent import kobject_uevent
 from fakesys.kernel.parse import kstrtobool, strip_newline
 from fakesys.kernel.resource import IORESOURCE_BUSY, IORESOURCE_SYSTEM_RAM
-from fakesys.sysfs.kernfs import Link
+from fakesys.sysfs.tree import Link
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from fakesys.kernel.parse import kstrtobool
-from fakesys.sysfs.kernfs import Dir, File
+from fakesys.sysfs.tree import Dir, File
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel

@@ -29,7 +29,7 @@ from fakesys.kernel.base.core import (
     RO, WO, Attribute, AttributeGroup, Device, device_add, device_del,
 )
 from fakesys.kernel.mm import meminfo as mi
-from fakesys.sysfs.kernfs import Dir, File, Link
+from fakesys.sysfs.tree import Dir, File, Link
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel

@@ -44,7 +44,7 @@ from fakesys.kernel.parse import (
 )
 from fakesys.kernel.resource import Resource
 from fakesys.kernel.sizes import PAGE_SIZE
-from fakesys.sysfs.kernfs import File
+from fakesys.sysfs.tree import File
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel

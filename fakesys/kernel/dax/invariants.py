@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from fakesys.errors import Errno
 from fakesys.kernel.sizes import PAGE_SIZE
-from fakesys.sysfs.kernfs import File
+from fakesys.sysfs.tree import File
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from fakesys.kernel.base import devtmpfs
 from fakesys.kernel.base.devtmpfs import DevNode
-from fakesys.sysfs.kernfs import Link
+from fakesys.sysfs.tree import Link
 
 if TYPE_CHECKING:
     from fakesys.kernel.base.core import Device

@@ -20,7 +20,7 @@ from fakesys.kernel.base.node import node_init
 from fakesys.kernel.bootparam import BootParams
 from fakesys.kernel.mm.memory_tiers import memory_tiers_init
 from fakesys.kernel.resource import IORESOURCE_BUSY, IORESOURCE_SYSTEM_RAM, parse_iomem
-from fakesys.sysfs.kernfs import Blob, File
+from fakesys.sysfs.tree import Blob, File
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel

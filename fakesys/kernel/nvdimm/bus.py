@@ -15,7 +15,7 @@ from fakesys.kernel.base.driver import Driver, built_drivers, driver_register, m
 from fakesys.kernel.fs.char_dev import chrdev_major
 from fakesys.kernel.memregion import ida_alloc, memregion_free
 from fakesys.kernel.nvdimm.badrange import Badrange
-from fakesys.sysfs.kernfs import File
+from fakesys.sysfs.tree import File
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel

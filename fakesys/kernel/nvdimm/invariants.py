@@ -42,7 +42,7 @@ from fakesys.kernel.nvdimm.label import (
 from fakesys.kernel.nvdimm.namespace import NamespacePmem
 from fakesys.kernel.sizes import PAGE_SIZE
 from fakesys.media import Memory
-from fakesys.sysfs.kernfs import File
+from fakesys.sysfs.tree import File
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel

@@ -26,7 +26,7 @@ from fakesys.kernel.nvdimm.bus import BusProviderDriver, libnvdimm
 from fakesys.kernel.e820 import PmemRange
 from fakesys.kernel.nvdimm.ramdax import register_pmem_drivers
 from fakesys.kernel.nvdimm.region import RegionDesc, region_create
-from fakesys.sysfs.kernfs import Dir, File, Link
+from fakesys.sysfs.tree import Dir, File, Link
 
 if TYPE_CHECKING:
     from fakesys.kernel.kernel import Kernel

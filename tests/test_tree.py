@@ -7,7 +7,7 @@ import errno
 import pytest
 
 from fakesys.errors import Errno
-from fakesys.sysfs.kernfs import Dir, File, Link, Tree, name_hash
+from fakesys.sysfs.tree import Dir, File, Link, Tree, name_hash
 
 
 def test_readdir_is_kernfs_hash_order():

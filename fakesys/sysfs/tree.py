@@ -1,9 +1,12 @@
-"""A kernfs-like tree: directories, attribute files and symlinks.
+"""The tree a fake serves: /sys, /dev and /proc, as directories, attribute
+files, symlinks, byte blobs and device nodes.
 
-This is the generic half of sysfs.  It knows nothing of NVDIMMs: the
+This is the generic half of sysfs (the kernel's kernfs) and of the other
+pseudo filesystems a fake shows.  It knows nothing of NVDIMMs: the
 emulated driver core creates and removes nodes here the way the kernel's
-driver core calls sysfs, and the FUSE server walks it.  Three kernel
-behaviours live here because every tool depends on them:
+driver core calls sysfs, devtmpfs adds /dev entries, mm adds /proc files,
+and the FUSE server walks it.  Three kernel behaviours live here because
+every tool depends on them:
 
 * readdir order is the kernfs order (name hash, then name), not the
   alphabetical one; ndctl lists devices in (reverse) readdir order;

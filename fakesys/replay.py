@@ -94,6 +94,7 @@ whatever the userland, so nothing replayed can load or unload a host module.
 from __future__ import annotations
 
 import difflib
+import glob
 import os
 import re
 import shlex
@@ -103,26 +104,16 @@ import struct
 import subprocess
 import sys
 import tempfile
+import tomllib
 import uuid as uuidlib
 from dataclasses import dataclass
 from typing import IO
 
-from fakesys import lifecycle, runtime, shipped_topology, sysdump
+from fakesys import TOPOLOGY_DIR, lifecycle, runtime, sysdump
 from fakesys.sandbox import seccomp
 from fakesys.sandbox.namespace import BIN_DIR
 
 MODPROBE_RE = re.compile(r"(^|[\s;&|(`'\"])(?:/usr)?/sbin/modprobe\b")
-
-# golden scenario name -> shipped topology (package data) that reproduces its machine
-DEFAULT_TOPOLOGIES = {
-    "nfit": "qemu-nvdimm.toml",
-    "nfit_test": "nfit_test.toml",
-    "hmem": "qemu-hmem.toml",
-    "kmem": "qemu-kmem.toml",
-    "hmat": "qemu-hmat.toml",
-    "e820": "e820.toml",
-    "virtio-pmem": "virtio-pmem.toml",
-}
 
 DUMP_EXCLUDE: tuple[str, ...] = ()
 # files whose contents are the running machine's allocator counters
@@ -320,10 +311,21 @@ def dump_env(golden: sysdump.Dump) -> dict[str, str]:
     return env
 
 
+def reproduced_sessions() -> dict[str, str]:
+    """Golden session name -> the shipped topology that reproduces its
+    machine: each topology names its session (``golden = "nfit"``), so a
+    new subsystem's recording needs no entry here."""
+    out = {}
+    for path in sorted(glob.glob(os.path.join(TOPOLOGY_DIR, "*.toml"))):
+        with open(path, "rb") as f:
+            name = tomllib.load(f).get("golden")
+        if name:
+            out[name] = path
+    return out
+
+
 def default_topology(golden_dir: str) -> str | None:
-    name = os.path.basename(os.path.normpath(golden_dir))
-    topo = DEFAULT_TOPOLOGIES.get(name)
-    return shipped_topology(topo) if topo else None
+    return reproduced_sessions().get(os.path.basename(os.path.normpath(golden_dir)))
 
 
 def replay(golden_dir: str, topology: str | None = None, verbose: bool = False,
@@ -333,7 +335,7 @@ def replay(golden_dir: str, topology: str | None = None, verbose: bool = False,
         topology = default_topology(golden_dir)
         if topology is None:
             print(f"fakesys replay: no default topology for {os.path.basename(os.path.normpath(golden_dir))!r}"
-                  f" (known: {', '.join(sorted(DEFAULT_TOPOLOGIES))}); pass --topology", file=sys.stderr)
+                  f" (known: {', '.join(sorted(reproduced_sessions()))}); pass --topology", file=sys.stderr)
             return 2
     steps = load_session(golden_dir)
     name = f"replay-{uuidlib.uuid4().hex[:10]}"

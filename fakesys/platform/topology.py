@@ -97,6 +97,7 @@ class Topology:
     buses: list = field(default_factory=list)  # BusSpec for nfit; other types bring their own spec
     sections: dict = field(default_factory=dict)  # other top-level tables, for their providers
     source: str = ""
+    golden: str = ""  # the recorded session (../shared/golden/NAME) whose machine this is
 
     def bus_of(self, name: str) -> BusSpec | None:
         for bus in self.buses:
@@ -462,14 +463,15 @@ SECTION_PARSERS = {"soft_reserved": _soft_reserved, "machine": _machine}
 
 def parse(text: str, source: str = "") -> Topology:
     data = tomllib.loads(text)
-    topo = Topology(kernel=str(data.get("kernel", NEWEST)), source=source)
+    topo = Topology(kernel=str(data.get("kernel", NEWEST)), source=source,
+                    golden=str(data.get("golden", "")))
     for b in data.get("bus", []):
         kind = b.get("type", "nfit")
         if kind not in BUS_PARSERS:
             raise ValueError(f"unknown bus type {kind!r} (known: {', '.join(sorted(BUS_PARSERS))})")
         topo.buses.append(BUS_PARSERS[kind](b))
     topo.sections = {k: SECTION_PARSERS[k](v) if k in SECTION_PARSERS else v
-                     for k, v in data.items() if k not in ("kernel", "bus")}
+                     for k, v in data.items() if k not in ("kernel", "bus", "golden")}
     if isinstance(topo.sections.get("machine"), MachineSpec):
         topo.sections["machine"].source_dir = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
     return topo

@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 
 from fakesys import DEFAULT_TOPOLOGY
-from fakesys.kernel.acpi.nfit_table import DEFAULT_DIMM_COMMANDS
+from fakesys.kernel.acpi.nfit_table import NfitDimmInfo, NfitInfo, NfitSpaInfo
 from fakesys.kernel.bootparam import HmatCache, HmatLocality, NumaNode, RamRange
 from fakesys.kernel.version import NEWEST
 
@@ -30,65 +30,29 @@ def parse_size(value: int | str) -> int:
 
 
 @dataclass
-class DimmSpec:
-    name: str
-    handle: int
-    size: int                      # DPA space exposed to the region(s)
+class DimmSpec(NfitDimmInfo):
+    """A topology's DIMM: what its NFIT entries say, and its label area."""
+
     label_size: int = 128 << 10    # 0: no label area
     labels: str = "blank"          # blank | v1.1 | v1.2 (initialized as ndctl init-labels does)
-    phys_id: int = 0
-    vendor_id: int = 0x8086        # as stored in the NFIT control region (little-endian)
-    device_id: int = 0x0001
-    revision_id: int = 0x0001
-    subsystem_vendor_id: int = 0
-    subsystem_device_id: int = 0
-    subsystem_revision_id: int = 0
-    serial: int = 0                # as stored in the NFIT control region
-    format: int = 0x0301           # interface code
-    manufacturing_location: int = 0
-    manufacturing_date: int = 0
-    family: int = 0                # NVDIMM_FAMILY_INTEL
-    dsm_mask: int = 0x70
-    commands: list[str] = field(default_factory=lambda: list(DEFAULT_DIMM_COMMANDS))
-    max_xfer: int = 4076
-    flags: list[str] = field(default_factory=list)  # nfit memdev flags: not_armed, ...
-    smart: bool | None = None      # Intel SMART state (default: dsm_mask has function 1)
-    security: str = ""             # "disabled": the DIMM shows security/frozen attributes
-    fw_activate: bool = False      # firmware/activate and firmware/result attributes
 
 
 @dataclass
-class RegionSpec:
-    spa: int
-    size: int
-    dimms: list[str]
-    dpa: list[int] = field(default_factory=list)  # start DPA per mapping (default 0)
-    range_index: int = 0
-    numa_node: int = 0
-    target_node: int = 0
-    interleave_granularity: int = 4096
-    volatile: bool = False         # an nd_volatile region (no DIMMs needed)
-    region_offset: list[int] = field(default_factory=list)  # memdev region_offset per mapping
+class RegionSpec(NfitSpaInfo):
+    """A topology's region: an NFIT SPA range (``dpa`` defaults to 0 per
+    mapping; ``volatile`` makes an nd_volatile region, no DIMMs needed)."""
 
 
 @dataclass
-class BusSpec:
+class BusSpec(NfitInfo):
+    """A topology's ``type = "nfit"`` bus: what its NFIT says, its DIMMs and
+    regions, and where it comes from."""
+
     type: str = "nfit"
     dimms: list[DimmSpec] = field(default_factory=list)
     regions: list[RegionSpec] = field(default_factory=list)
-    commands: list[str] = field(default_factory=lambda: ["cmd_call"])
-    dsm_mask: int = 0
-    acpi_slots: int = 0            # ACPI NVDIMM slot devices (QEMU: -m slots=)
-    region_probe_order: str = "reverse"  # order the async region probes finished in
     provider: str = ""             # a platform device to hang off instead of ACPI0012 (nfit_test.N)
     module: str = ""               # loaded by "modprobe MODULE" in the fake, not at boot
-    revision: int = 1              # NFIT table revision (nfit/revision)
-    persistence_domain: str = ""   # memory_controller | cpu_cache (platform capabilities)
-    flush_hints: bool = False      # DIMMs have flush hint addresses (deep_flush writable)
-    fw_activate: bool = False      # bus firmware/activate, firmware/capability
-    ars_seconds: float = 1.0       # how long one ARS of the firmware takes
-    clear_err_unit: int = 256
-    media_errors: list = field(default_factory=list)  # [(spa, length)] poisoned at boot
 
 
 @dataclass

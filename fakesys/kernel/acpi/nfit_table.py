@@ -18,15 +18,14 @@ DEFAULT_DIMM_COMMANDS = ("get_size", "get_data", "set_data", "cmd_call")
 
 
 @dataclass
-class NfitDimm:
-    """One NVDIMM: its NFIT memory device and control region fields, the
-    _DSM interface the firmware offers, and its stores."""
+class NfitDimmInfo:
+    """What the NFIT says of one NVDIMM: its memory device and control
+    region fields and the _DSM interface the firmware offers.  A topology
+    describes a DIMM with these same fields (platform/topology.py)."""
 
     name: str
     handle: int
     size: int                      # DPA space exposed to the region(s)
-    lsa: object = None             # label storage area; None: the DIMM has none
-    media: object = None
     phys_id: int = 0
     vendor_id: int = 0x8086        # as stored in the control region (little-endian)
     device_id: int = 0x0001
@@ -49,10 +48,17 @@ class NfitDimm:
 
 
 @dataclass
-class NfitSpa:
+class NfitDimm(NfitDimmInfo):
+    """One NVDIMM as the table hands it over: its NFIT fields and its stores."""
+
+    lsa: object = None             # label storage area; None: the DIMM has none
+    media: object = None
+
+
+@dataclass
+class NfitSpaInfo:
     """A SPA range (what becomes an nd region) and its memdev mappings:
-    ``dimms[i]`` maps ``dpa[i]`` at ``region_offset[i]``.  ``media`` backs a
-    range without DIMMs."""
+    ``dimms[i]`` maps ``dpa[i]`` at ``region_offset[i]``."""
 
     spa: int
     size: int
@@ -64,15 +70,20 @@ class NfitSpa:
     interleave_granularity: int = 4096
     volatile: bool = False         # a volatile memory range (nd_volatile region)
     region_offset: list[int] = field(default_factory=list)
+
+
+@dataclass
+class NfitSpa(NfitSpaInfo):
+    """A SPA range as the table hands it over; ``media`` backs a range
+    without DIMMs."""
+
     media: object = None
 
 
 @dataclass
-class Nfit:
-    """One NFIT and the bus descriptor the firmware's _DSM gives it."""
+class NfitInfo:
+    """What the NFIT and the bus's _DSM say of the bus as a whole."""
 
-    dimms: list[NfitDimm] = field(default_factory=list)
-    regions: list[NfitSpa] = field(default_factory=list)
     commands: list[str] = field(default_factory=lambda: ["cmd_call"])
     dsm_mask: int = 0
     acpi_slots: int = 0            # ACPI NVDIMM slot devices
@@ -84,3 +95,11 @@ class Nfit:
     ars_seconds: float = 1.0       # how long one ARS of the firmware takes
     clear_err_unit: int = 256
     media_errors: list = field(default_factory=list)  # [(spa, length)] poisoned at boot
+
+
+@dataclass
+class Nfit(NfitInfo):
+    """One NFIT as firmware hands it over: the bus, its DIMMs, its ranges."""
+
+    dimms: list[NfitDimm] = field(default_factory=list)
+    regions: list[NfitSpa] = field(default_factory=list)

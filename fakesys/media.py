@@ -15,8 +15,6 @@ import mmap
 import os
 import stat
 
-import numpy as np
-
 _MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)  # Linux's value; Python names it from 3.12
 
 
@@ -80,6 +78,10 @@ class FileStore(Memory):
         """Open the file (never through a symlink, never anything but a regular
         file: the state directory must not lead writes elsewhere), size it and
         map it."""
+        # numpy is imported here and in write(), not at the top: a machine
+        # without a state directory never maps a file, and importing numpy
+        # is some 130 ms of every such `fakesys up` (bench/foundation.py)
+        import numpy as np
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "r+b") as f:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -91,6 +93,7 @@ class FileStore(Memory):
             return np.memmap(f, dtype=np.uint8, mode="r+", shape=(size,)) if size else np.zeros(0, np.uint8)
 
     def write(self, offset: int, data: bytes) -> None:
+        import numpy as np
         self._check(offset, len(data))
         self._buf[offset:offset + len(data)] = np.frombuffer(data, dtype=np.uint8)
         if self.durable and data:

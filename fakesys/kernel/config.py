@@ -29,3 +29,12 @@ INVARIANTS: tuple[str, ...] = (
     "fakesys.kernel.dax.invariants",
     "fakesys.kernel.base.invariants",
 )
+
+# The modules this kernel is built with for these subsystems (what its
+# modules.dep lists, Debian's =m): modprobe knows these names and no
+# others.  Test modules a fake can load and unload (nfit_test) come from
+# the platform (dev/modprobe.py).
+MODULES: tuple[str, ...] = (
+    "libnvdimm", "nfit", "nd_pmem", "nd_btt", "nd_e820", "of_pmem", "virtio_pmem", "nd_virtio",
+    "ramdax", "dax", "device_dax", "dax_pmem", "dax_hmem", "kmem",
+)

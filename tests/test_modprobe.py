@@ -1,0 +1,55 @@
+"""modprobe inside a fake answers as kmod's modprobe: a module the fake
+does not have is not found (so a test that needs it skips instead of
+passing on nothing), the words after the module are its options, ``-q``
+silences the message but not the status, ``-a`` goes on after a missing
+one.  The expected lines are kmod's formats (tools/modprobe.c)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conftest import needs_root
+
+pytestmark = needs_root
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+NOT_FOUND = f"modprobe: FATAL: Module cxl_test not found in directory /lib/modules/{os.uname().release}\n"
+
+
+@pytest.fixture
+def fake(fake_factory):
+    return fake_factory(os.path.join(DATA, "empty-6.1.toml"))
+
+
+def _run(fake, command: str) -> tuple[int, str, str]:
+    proc = fake.run(command)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_a_module_the_fake_does_not_have_is_not_found(fake):
+    assert _run(fake, "modprobe cxl_test") == (1, "", NOT_FOUND)
+    assert _run(fake, "modprobe cxl_test interleave_arithmetic=1") == (1, "", NOT_FOUND)
+    assert _run(fake, "modprobe -q cxl_test") == (1, "", "")
+    assert _run(fake, "modprobe -r cxl_test") == (1, "", "modprobe: FATAL: Module cxl_test not found.\n")
+    assert _run(fake, "modprobe -r cxl-test") == (1, "", "modprobe: FATAL: Module cxl-test not found.\n")
+    assert _run(fake, "modprobe") == (1, "", "modprobe: ERROR: missing parameters. See -h.\n")
+    assert not os.path.exists(os.path.join(fake.mnt, "sys/bus/cxl"))
+    assert not os.path.exists(os.path.join(fake.mnt, "sys/bus/nd"))   # nothing else loaded either
+
+
+def test_the_words_after_the_module_are_its_options(fake):
+    assert _run(fake, "modprobe nfit_test no_such_module") == (0, "", "")
+    assert fake.sys("bus/nd/devices/ndbus0/provider") == "nfit_test.0\n"
+
+
+def test_all_goes_on_after_a_missing_module(fake):
+    rc, out, err = _run(fake, "modprobe -a cxl_test nfit_test")
+    assert (rc, out) == (1, "")
+    assert err == NOT_FOUND.replace("FATAL", "WARNING")
+    assert fake.sys("bus/nd/devices/ndbus0/provider") == "nfit_test.0\n"
+
+
+def test_the_emulated_kernels_modules_are_there(fake):
+    assert _run(fake, "modprobe libnvdimm && modprobe -q nd_pmem && modprobe kmem") == (0, "", "")

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from conftest import needs_root
+from conftest import needs_ndctl, needs_root
 
 pytestmark = needs_root
 
@@ -53,3 +53,20 @@ def test_all_goes_on_after_a_missing_module(fake):
 
 def test_the_emulated_kernels_modules_are_there(fake):
     assert _run(fake, "modprobe libnvdimm && modprobe -q nd_pmem && modprobe kmem") == (0, "", "")
+
+
+@needs_ndctl
+def test_reloading_nfit_test_reuses_the_released_ids(fake):
+    """Region, DIMM and bus ids are ida-freed when their devices are
+    released, so a reloaded nfit_test gets the same names again (the
+    platform driver's remove unregisters the bus before its device goes)."""
+    names = []
+    for _ in range(3):
+        assert _run(fake, "modprobe nfit_test")[0] == 0
+        regions = fake.json("ndctl list -R -i")
+        dimms = fake.json("ndctl list -D -i")
+        names.append((sorted(r["dev"] for r in regions), sorted(d["dev"] for d in dimms)))
+        fake.run("ndctl disable-region all", check=True)
+        assert _run(fake, "modprobe -r nfit_test") == (0, "", "")
+    assert names[0][0] and names[0][1]
+    assert names[1] == names[0] and names[2] == names[0]

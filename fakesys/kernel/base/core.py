@@ -244,13 +244,15 @@ def device_add(dev: Device, probe: bool = True) -> Device:
 
 
 def device_del(dev: Device) -> None:
-    """device_del(): unbind, then undo everything device_add did."""
+    """device_del(): unbind (the driver's remove unregisters what it made
+    below, as platform drivers unregister their nvdimm bus), delete what
+    children remain, then undo everything device_add did."""
     if not dev.registered:
         return
-    for child in list(dev.children):
-        device_del(child)
     if dev.driver is not None:
         device_release_driver(dev)
+    for child in list(dev.children):
+        device_del(child)
     dev.registered = False
     kobject_uevent(dev, "remove")
     if dev.devt is not None:

@@ -43,7 +43,7 @@ from fakesys.errors import Errno
 from fakesys.kernel.dax.invariants import dax_regions
 from fakesys.kernel.invariants import check, diff, snapshot
 from fakesys.platform.machine import Machine
-from fakesys.sysfs.tree import Dir, File, Link, Node
+from fakesys.sysfs.tree import Dir, File, Node
 from fakesys.platform.topology import load
 
 MiB = 1 << 20
@@ -258,23 +258,7 @@ class Fuzz:
 
     def resolve(self, path: str) -> Node | None:
         """Walk a path from the root following links, like the VFS."""
-        node: Node | None = self.kernel.tree.root
-        stack = list(reversed([p for p in path.strip("/").split("/") if p]))
-        hops = 0
-        while stack and node is not None:
-            part = stack.pop()
-            if part == "..":
-                node = node.parent
-                continue
-            child = node.get(part) if isinstance(node, Dir) else None
-            if isinstance(child, Link) and isinstance(child.target, Node):
-                hops += 1
-                if hops > 40:
-                    return None
-                stack.extend(reversed(child.readlink().split("/")))
-                continue
-            node = child
-        return node
+        return self.kernel.tree.root.resolve(path)
 
     def read(self, path: str) -> str:
         node = self.resolve(path)

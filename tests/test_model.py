@@ -12,7 +12,7 @@ import pytest
 from fakesys.errors import Errno
 from fakesys.kernel.invariants import check
 from fakesys.platform.machine import Machine
-from fakesys.sysfs.tree import Dir, File, Link, Node
+from fakesys.sysfs.tree import File, Node
 from fakesys.platform.topology import load
 
 DEVICES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "devices")
@@ -20,22 +20,9 @@ DEVICES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def resolve(m: Machine, path: str) -> Node:
     """Walk a /sys path, following links like the VFS."""
-    node: Node = m.tree.root
-    parts = ["sys"] + [p for p in path.strip("/").removeprefix("sys/").split("/") if p]
-    stack = list(reversed(parts))
-    while stack:
-        part = stack.pop()
-        if part == "..":
-            node = node.parent
-            continue
-        assert isinstance(node, Dir), path
-        child = node.get(part)
-        if child is None:
-            raise FileNotFoundError(path)
-        if isinstance(child, Link):
-            stack.extend(reversed(child.readlink().split("/")))
-            continue
-        node = child
+    node = m.tree.root.resolve("sys/" + path.strip("/").removeprefix("sys/"))
+    if node is None:
+        raise FileNotFoundError(path)
     return node
 
 

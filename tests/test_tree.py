@@ -58,3 +58,28 @@ def test_attribute_writes_are_one_page_at_most():
         f.write(b"x" * 4097)
     assert e.value.errno == errno.E2BIG
     assert got == [b"x" * 4096]
+
+
+def test_resolve_follows_links_as_the_vfs_does():
+    """One walk for every caller (the invariant checker, the fuzzer, the
+    tests): ".." goes up, links are followed by their relative text, a
+    loop or a link out of the tree resolves to nothing."""
+    t = Tree()
+    devices = t.root.mkdir("sys").mkdir("devices")
+    region = devices.mkdir("ndbus0").mkdir("region0")
+    size = File("size", 0o444, lambda: "1\n")
+    region.add(size)
+    bus = t.root.get("sys").mkdir("bus")
+    bus.add(Link("region0", region))
+    bus.add(Link("loop", bus))
+    bus.add(Link("out", "/proc/self/fd"))
+    assert t.root.resolve("sys/bus/region0/size") is size
+    assert t.root.resolve("/sys/bus/region0/../../ndbus0/region0/size") is size
+    assert t.root.resolve("sys/bus/loop/loop/region0") is region
+    assert bus.resolve("../devices/ndbus0") is region.parent
+    assert t.root.resolve("sys/bus/missing/size") is None
+    assert t.root.resolve("sys/bus/out/0") is None
+    bus.remove("loop")
+    bus.add(Link("loop", bus.get("region0")))
+    devices.add(Link("self", devices))
+    assert t.root.resolve("sys/devices/self/self/self/ndbus0", max_links=2) is None

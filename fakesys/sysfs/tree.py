@@ -129,6 +129,7 @@ class Dir(Node):
         return self.add(Dir(name))  # type: ignore[return-value]
 
     def walk(self, path: str) -> Node | None:
+        """The node at ``path`` below this one, links not followed."""
         node: Node | None = self
         for part in path.strip("/").split("/"):
             if not part:
@@ -136,6 +137,28 @@ class Dir(Node):
             if not isinstance(node, Dir):
                 return None
             node = node.children.get(part)
+        return node
+
+    def resolve(self, path: str, max_links: int = 40) -> Node | None:
+        """The node ``path`` names from here as the VFS finds it: ".." goes
+        up, every link met on the way is followed by its text (as the
+        kernel's relative sysfs links are), None when nothing is there or
+        the links go round (ELOOP)."""
+        node: Node | None = self
+        stack = [p for p in reversed(path.split("/")) if p and p != "."]
+        while stack and node is not None:
+            part = stack.pop()
+            if part == "..":
+                node = node.parent or node
+                continue
+            child = node.children.get(part) if isinstance(node, Dir) else None
+            if isinstance(child, Link):
+                max_links -= 1
+                if max_links < 0 or not isinstance(child.target, Node):
+                    return None             # a loop, or a link that leaves the tree
+                stack += [p for p in reversed(child.readlink().split("/")) if p and p != "."]
+                continue
+            node = child
         return node
 
     @property

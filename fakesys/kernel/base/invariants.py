@@ -47,15 +47,7 @@ def _check_tree(tree) -> list[str]:
 
 def _resolve(link: Link) -> Node | None:
     """Follow the link's text from its directory, as the VFS would."""
-    node: Node | None = link.parent
-    for part in link.readlink().split("/"):
-        if node is None:
-            return None
-        if part == "..":
-            node = node.parent
-        elif part and part != ".":
-            node = node.children.get(part) if isinstance(node, Dir) else None
-    return node
+    return link.parent.resolve(link.readlink()) if link.parent is not None else None
 
 
 def _check_links(root: Dir) -> list[str]:

@@ -148,10 +148,10 @@ class Device:
         """sysfs_update_group(): re-evaluate ``is_visible`` for one group."""
         if self.kobj is None:
             return
-        populate_group(self, self.kobj, group, update=True)
+        _populate_group(self, self.kobj, group, update=True)
 
 
-def attr_file(dev: Device, attr: Attribute, mode: int) -> File:
+def _attr_file(dev: Device, attr: Attribute, mode: int) -> File:
     show = (lambda: attr.show(dev)) if attr.show is not None else None
     store = None
     if attr.store is not None:
@@ -160,7 +160,7 @@ def attr_file(dev: Device, attr: Attribute, mode: int) -> File:
     return File(attr.name, mode, show, store)
 
 
-def populate_group(dev: Device, kobj: Dir, group: AttributeGroup, update: bool = False) -> None:
+def _populate_group(dev: Device, kobj: Dir, group: AttributeGroup, update: bool = False) -> None:
     where = kobj.mkdir(group.name) if group.name else kobj
     for attr in group.attrs:
         mode = attr.mode
@@ -172,7 +172,7 @@ def populate_group(dev: Device, kobj: Dir, group: AttributeGroup, update: bool =
                 continue
             where.remove(attr.name)
         if mode:
-            where.add(attr_file(dev, attr, mode))
+            where.add(_attr_file(dev, attr, mode))
 
 
 POWER_GROUP = AttributeGroup([
@@ -216,9 +216,9 @@ def device_add(dev: Device, probe: bool = True) -> Device:
     if dev.cls is not None and dev.parent_device is not None:
         kobj.add(Link("device", dev.parent_device.kobj))
     for group in dev.all_groups():
-        populate_group(dev, kobj, group)
+        _populate_group(dev, kobj, group)
     if dev.pm:
-        populate_group(dev, kobj, POWER_GROUP)
+        _populate_group(dev, kobj, POWER_GROUP)
     parent_dir.add(kobj)
     if dev.bus is not None:
         if dev.name in dev.bus.devices:

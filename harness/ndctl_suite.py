@@ -175,6 +175,13 @@ def meson_command(build: Path, suites=DEFAULT_SUITES, tests=(), timeout=DEFAULT_
     return cmd
 
 
+def _short(name: str) -> str:
+    """meson's "ndctl:ndctl / create.sh" (project:suite / test) -> "create.sh"."""
+    if " / " in name:
+        return name.rsplit(" / ", 1)[1]
+    return name.split(":", 1)[1] if ":" in name else name
+
+
 def parse_testlog(path: Path) -> list[tuple[str, str, float]]:
     """meson's machine log: one JSON object per test and line."""
     out = []
@@ -184,8 +191,7 @@ def parse_testlog(path: Path) -> list[tuple[str, str, float]]:
         if not line.strip():
             continue
         rec = json.loads(line)
-        name = rec["name"]
-        name = name.split(":", 1)[1] if name.startswith("ndctl:") else name
+        name = _short(rec["name"])
         out.append((name, _MESON_RESULTS.get(rec.get("result", ""), "FAIL"),
                     float(rec.get("duration") or 0.0)))
     return out
@@ -200,8 +206,12 @@ def run(suites=DEFAULT_SUITES, tests=(), topology: str = DEFAULT_TOPOLOGY,
     A named test that meson never reported (the run died) is a FAIL with
     0 seconds.  ``timeout`` is per test; the whole run is bounded too."""
     build = Path(build) if build else ensure_built()
+    # meson runs in the build dir: a topology path is made absolute (from
+    # the caller's directory, else the checkout); a bare name is a shipped one.
     topo = Path(topology)
-    if not topo.is_absolute() and not topo.exists() and (ROOT / topo).exists():
+    if topo.exists():
+        topo = topo.resolve()
+    elif (ROOT / topo).exists():
         topo = ROOT / topo
     log = build / "meson-logs" / f"{logbase}.json"
     log.unlink(missing_ok=True)
@@ -213,20 +223,26 @@ def run(suites=DEFAULT_SUITES, tests=(), topology: str = DEFAULT_TOPOLOGY,
     # is not enough (a wedged fake): every test at its timeout, plus margin.
     n = len(tests) if tests else 60
     overall = n * (timeout + 10) + 120
-    proc = subprocess.Popen(cmd, cwd=build, env=env, stdin=subprocess.DEVNULL,
-                            stdout=None if echo else subprocess.DEVNULL,
-                            stderr=None if echo else subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        proc.wait(timeout=overall)
-    except subprocess.TimeoutExpired:
-        _say(f"the run took over {overall:.0f}s: killing it")
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    # meson's console output (and fakesys's, should the fake not come up)
+    # goes to a log beside meson's own, shown when no test reported.
+    runlog = build / "meson-logs" / f"{logbase}-run.txt"
+    with open(runlog, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=build, env=env, stdin=subprocess.DEVNULL,
+                                stdout=None if echo else out, stderr=None if echo else out,
+                                start_new_session=True)
+        try:
+            proc.wait(timeout=overall)
+        except subprocess.TimeoutExpired:
+            _say(f"the run took over {overall:.0f}s: killing it")
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     results = parse_testlog(log)
+    if not results and not echo:
+        tail = runlog.read_text(errors="replace").splitlines()[-20:]
+        _say(f"no test reported (exit {proc.returncode}); last lines of {runlog}:\n"
+             + "\n".join("  | " + l for l in tail))
     seen = {name for name, _, _ in results}
-    for t in tests:
-        t = t.split(":", 1)[1] if t.startswith("ndctl:") else t
+    for t in map(_short, tests):
         if t not in seen:
             results.append((t, "FAIL", 0.0))
     return results

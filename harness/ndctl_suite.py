@@ -116,6 +116,25 @@ def _run_logged(cmd: list[str], log: Path, cwd: Path | None = None) -> None:
                            + "\n".join("  | " + l for l in tail))
 
 
+# What meson setup looks for (ndctl's meson.build): pkg-config modules, and
+# iniparser, which Debian ships without a .pc file.
+_PC_MODULES = ("libkmod", "libudev", "uuid", "json-c", "libkeyutils", "libtraceevent",
+               "libtracefs")
+
+
+def _missing_build_deps() -> list[str]:
+    """The build tools and libraries not found here: a missing one is a
+    machine not readied (BuildUnavailable), not a failed build."""
+    missing = [t for t in ("meson", "ninja", "cc", "pkg-config") if shutil.which(t) is None]
+    if "pkg-config" not in missing:
+        missing += [m for m in _PC_MODULES
+                    if subprocess.call(["pkg-config", "--exists", m]) != 0]
+    if not any(Path(d, "iniparser.h").is_file()
+               for d in ("/usr/include/iniparser", "/usr/include", "/usr/local/include")):
+        missing.append("iniparser.h")
+    return missing
+
+
 def ensure_built(tar: Path | None = None, cache: Path | None = None) -> Path:
     """Build ndctl (and its tests) from the tarball, once; return the build dir.
 
@@ -135,15 +154,18 @@ def ensure_built(tar: Path | None = None, cache: Path | None = None) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if stamp.is_file() and stamp.read_text() == want and (build / "ndctl" / "ndctl").is_file():
             return build
-        missing = [t for t in ("meson", "ninja", "cc", "pkg-config") if shutil.which(t) is None]
+        missing = _missing_build_deps()
         if missing:
             raise BuildUnavailable(f"cannot build ndctl: missing {', '.join(missing)}"
                                    " (scripts/ndctl-suite installs them)")
         start = time.monotonic()
         _say(f"building {tar.name} in {cache} (log in {cache}/build.log)")
-        if cache.exists():
-            shutil.rmtree(cache)
-        cache.mkdir(parents=True)
+        # Only what we put there goes (the directory may be a user's choice).
+        for old in (cache / "src", build):
+            shutil.rmtree(old, ignore_errors=True)
+        for old in (stamp, cache / "build.log"):
+            old.unlink(missing_ok=True)
+        cache.mkdir(parents=True, exist_ok=True)
         with tarfile.open(tar) as t:
             top = {m.name.split("/", 1)[0] for m in t.getmembers()}
             # (the extraction filters came with 3.11.4; Debian 12 has 3.11.2)

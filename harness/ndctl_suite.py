@@ -255,9 +255,15 @@ def run(suites=DEFAULT_SUITES, tests=(), topology: str = DEFAULT_TOPOLOGY,
         try:
             proc.wait(timeout=overall)
         except subprocess.TimeoutExpired:
-            _say(f"the run took over {overall:.0f}s: killing it")
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            # SIGINT first: meson stops its test, `fakesys run` takes its
+            # fake down on the way out; SIGKILL what is left after 30 s.
+            _say(f"the run took over {overall:.0f}s: interrupting it")
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
     results = parse_testlog(log)
     if not results and not echo:
         tail = runlog.read_text(errors="replace").splitlines()[-20:]

@@ -37,7 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent           # the checkout
 DEFAULT_TARBALL = ROOT.parent / "shared" / "ndctl" / "ndctl-81.tar.gz"
-DEFAULT_TOPOLOGY = "devices/nfit_test.toml"
+DEFAULT_TOPOLOGY = "devices/ndctl-test.toml"
 DEFAULT_SUITES = ("ndctl", "dax")
 DEFAULT_TIMEOUT = 120.0          # seconds per test (meson's own default is 600)
 MESON_DEFAULT_TIMEOUT = 600.0    # what ndctl's test/meson.build gives every test

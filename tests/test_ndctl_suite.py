@@ -2,22 +2,23 @@
 
 ndctl v81's ``ndctl`` and ``dax`` suites (built from ../shared/ndctl by
 harness/ndctl_suite.py, as scripts/ndctl-suite does) run unmodified inside
-one ``fakesys run --topology devices/nfit_test.toml``.  Every test listed
+one ``fakesys run --topology devices/ndctl-test.toml`` (nfit_test as a
+module, an ACPI.NFIT bus and an e820 range, as pmem/run_qemu gives ndctl's CI).  Every test listed
 here passed there when it was added; each must still report PASS -- a SKIP
 of one of them is a failure too (its precondition silently went away, so
 it no longer tests anything).  Grow the lists as fakesys passes more.
 
-The fast tests run in ONE meson invocation (~25 s).  The three
+The fast tests run in ONE meson invocation (~45 s; device-dax-fio.sh,
+fio over a devdax namespace, is 16 s of it).  The three
 sleep-bound ones (clear.sh ~26 s, inject-error.sh ~26 s, monitor.sh
 ~52 s: they wait on the scrub and on the monitor's polling) are marked
 ``slow`` and left out of the default run to keep the whole pytest suite
 well under its 10-minute budget; ``pytest -m slow tests/test_ndctl_suite.py``
 or scripts/ndctl-suite runs them.
 
-Not guarded although meson says OK: ``revoke-devmem``.  With no e820
-namespace it finds nothing to test and returns 77, which ndctl's
-``ndctl_test_result()`` turns into success (one attempt, no skip
-recorded): a vacuous pass until the fake has an e820 bus.
+``revoke-devmem`` passed on a machine without an e820 namespace having
+found nothing to test (its 77 becomes success in ``ndctl_test_result()``);
+with the e820 range here it runs, and fails: fakesys has no /dev/mem.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from conftest import needs_root
 pytestmark = needs_root
 
 FAST = ("create.sh", "daxdev-errors.sh", "multi-dax.sh", "sector-mode.sh", "inject-smart.sh",
-        "max_extent_ns", "track-uuid.sh")
+        "max_extent_ns", "track-uuid.sh", "dax-dev", "align.sh", "device-dax-fio.sh")
 SLOW = ("clear.sh", "inject-error.sh", "monitor.sh")
-TOPOLOGY = "devices/nfit_test.toml"
+TOPOLOGY = "devices/ndctl-test.toml"
 TIMEOUT = 120.0
 
 

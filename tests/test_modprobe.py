@@ -70,3 +70,19 @@ def test_reloading_nfit_test_reuses_the_released_ids(fake):
         assert _run(fake, "modprobe -r nfit_test") == (0, "", "")
     assert names[0][0] and names[0][1]
     assert names[1] == names[0] and names[2] == names[0]
+
+
+# set_cookie of each nfit_test region as Linux 6.1 showed it after `modprobe
+# nfit_test` (../shared/golden/nfit_test, sysfs/after-modprobe.txt)
+RECORDED_COOKIES = {"region0": "0x40e62f0cc00f58ac\n", "region1": "0xa76c6907811fae57\n",
+                    "region2": "0xe03b0a7be006abd6\n", "region3": "0x0\n"}
+
+
+def test_nfit_test_interleave_sets_have_the_recorded_cookies(fake):
+    """nfit_test's memdevs carry made-up region offsets (1, 1<<8; 1<<16 ...
+    1<<40) whose memcmp order is the reverse of their numeric one, so its
+    v1.1 altcookie differs from cookie1: the legacy label images of ndctl's
+    label-compat test carry that altcookie."""
+    assert _run(fake, "modprobe nfit_test")[0] == 0
+    shown = {r: fake.sys(f"bus/nd/devices/{r}/set_cookie") for r in RECORDED_COOKIES}
+    assert shown == RECORDED_COOKIES

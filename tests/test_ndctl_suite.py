@@ -34,7 +34,7 @@ from conftest import needs_root
 pytestmark = needs_root
 
 FAST = ("create.sh", "daxdev-errors.sh", "multi-dax.sh", "sector-mode.sh", "inject-smart.sh",
-        "max_extent_ns", "track-uuid.sh", "dax-dev", "align.sh", "device-dax-fio.sh")
+        "max_extent_ns", "track-uuid.sh", "dax-dev", "align.sh", "device-dax-fio.sh", "label-compat.sh")
 SLOW = ("clear.sh", "inject-error.sh", "monitor.sh")
 TOPOLOGY = "devices/ndctl-test.toml"
 TIMEOUT = 120.0

@@ -11,18 +11,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from fakesys.errors import Errno
+from fakesys.kernel.acpi.intel import INTEL_BUS_FW_OPS, INTEL_FW_OPS, NfitMemFwa
 from fakesys.kernel.acpi.nfit_ctl import ACPI_NFIT_CTL
 from fakesys.kernel.acpi.nfit_fw import Firmware, IntelSmart, Scrubber
 from fakesys.kernel.acpi.nfit_table import Nfit, NfitDimm
 from fakesys.kernel.base.bus import Bus
-from fakesys.kernel.base.core import RO, RW, Attribute, AttributeGroup, Device, device_add
+from fakesys.kernel.base.core import RO, RW, AttributeGroup, Device, device_add
 from fakesys.kernel.base.dd import device_attach
 from fakesys.kernel.base.driver import Driver, driver_register
-from fakesys.kernel.nvdimm.bus import BUS_CMD_NAMES, DIMM_CMD_NAMES, NvdimmBus, libnvdimm
+from fakesys.kernel.nvdimm.bus import (
+    BUS_CMD_NAMES, DIMM_CMD_NAMES, NVDIMM_FWA_CAP_INVALID, NVDIMM_FWA_INVALID, NvdimmBus, libnvdimm,
+)
 from fakesys.kernel.nvdimm.dimm import Nvdimm
 from fakesys.kernel.nvdimm.label import fletcher64
 from fakesys.kernel.nvdimm.region import InterleaveSet, Mapping, RegionDesc, region_create
-from fakesys.kernel.parse import kstrtoint
+from fakesys.kernel.parse import kstrtobool, kstrtoint
 from fakesys.kernel.sort import kernel_sort
 from fakesys.sysfs.tree import File, Link
 
@@ -132,6 +135,21 @@ class NfitBusState:
         self.hw_error_scrub = 0
         self.fw = None
         self.scrubber = None
+        # firmware activation (kernel/acpi/intel.py): the cached bus state
+        # and capability, the activation count DIMM caches compare with,
+        # and whether activation may skip forcing devices idle
+        self.fwa_state = NVDIMM_FWA_INVALID
+        self.fwa_cap = NVDIMM_FWA_CAP_INVALID
+        self.fwa_count = 0
+        self.fwa_noidle = False
+
+    def noidle_store(self, d, buf: str) -> None:
+        """A change of policy may change what the platform can promise:
+        ask for the capability again."""
+        val = kstrtobool(buf)
+        if val != self.fwa_noidle:
+            self.fwa_cap = NVDIMM_FWA_CAP_INVALID
+        self.fwa_noidle = val
 
     def scrub_store(self, d, buf: str) -> None:
         if kstrtoint(buf, 0) != 1:
@@ -160,7 +178,8 @@ class NfitBusState:
             RW("hw_error_scrub", lambda d: f"{self.hw_error_scrub}\n", hw_store),
             RW("scrub", lambda d: self.scrubber.show() if self.scrubber is not None else "0\n",
                self.scrub_store),
-            RW("firmware_activate_noidle", lambda d: "N\n", lambda d, b: None),
+            RW("firmware_activate_noidle", lambda d: "Y\n" if self.fwa_noidle else "N\n",
+               self.noidle_store),
         ], name="nfit", is_visible=visible)
 
 
@@ -227,10 +246,7 @@ def nfit_register(kernel: "Kernel", spec: Nfit, parent=None, ndctl=None) -> Nvdi
     bus.groups.append(state.group())
     bus.provider_data = state
     if spec.fw_activate:
-        bus.groups[1] = AttributeGroup([
-            Attribute("activate", 0o600, lambda d: "idle\n", lambda d, b: None),
-            RO("capability", lambda d: "quiesce\n"),
-        ], name="firmware")
+        bus.fw_ops = INTEL_BUS_FW_OPS   # acpi_nfit_get_fw_ops(): the Intel bus family
     ars = (1 << 1) | (1 << 2) | (1 << 3)
     if bus.cmd_mask & ars == ars or spec.media_errors:
         state.fw = Firmware(kernel, spec.ars_seconds, spec.clear_err_unit, poison=spec.media_errors)
@@ -251,6 +267,8 @@ def nfit_register(kernel: "Kernel", spec: Nfit, parent=None, ndctl=None) -> Nvdi
                       lsa=lsa, media=media, max_xfer=dspec.max_xfer,
                       unarmed="not_armed" in dspec.flags, provider_groups=groups)
         dimm.spec = dspec
+        if dspec.fw_activate:           # the DIMM has the Intel activate functions
+            dimm.fw_ops, dimm.fwa = INTEL_FW_OPS, NfitMemFwa()
         _dimm_smart(dimm, dspec)
         dimms[dspec.name] = dimm
         device_add(dimm)
@@ -286,18 +304,13 @@ def nfit_register(kernel: "Kernel", spec: Nfit, parent=None, ndctl=None) -> Nvdi
 
 
 def _dimm_extra_groups(spec: NfitDimm) -> list[AttributeGroup]:
-    """Security (Intel family) and firmware-activate attributes a DIMM may have."""
+    """Security (Intel family) attributes a DIMM may have."""
     groups = []
     if spec.security:
         groups.append(AttributeGroup([
             RW("security", lambda d: f"{spec.security}\n", lambda d, b: None),
             RO("frozen", lambda d: "0\n"),
         ]))
-    if spec.fw_activate:
-        groups.append(AttributeGroup([
-            Attribute("activate", 0o600, lambda d: "idle\n", lambda d, b: None),
-            Attribute("result", 0o400, lambda d: "none\n"),
-        ], name="firmware"))
     return groups
 
 

@@ -5,16 +5,17 @@ and the ``nd_bus`` driver.  Counterpart of drivers/nvdimm/bus.c and core.c.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from fakesys.errors import Errno
 from fakesys.kernel.base.bus import Bus
 from fakesys.kernel.base.class_ import Class
-from fakesys.kernel.base.core import RO, AttributeGroup, Device, DeviceType, device_add, device_del
+from fakesys.kernel.base.core import RO, Attribute, AttributeGroup, Device, DeviceType, device_add, device_del
 from fakesys.kernel.base.driver import Driver, built_drivers, driver_register, module_driver
 from fakesys.kernel.fs.char_dev import chrdev_major
 from fakesys.kernel.memregion import ida_alloc, memregion_free
 from fakesys.kernel.nvdimm.badrange import Badrange
+from fakesys.kernel.parse import strip_newline
 from fakesys.sysfs.tree import File
 
 if TYPE_CHECKING:
@@ -131,7 +132,10 @@ class NvdimmBus(NdDevice):
         self.ndctl_handler = ndctl_handler
         self.provider_data = None
         self.badrange = Badrange()  # nvdimm_bus->badrange: known poison
-        self.groups = [BUS_GROUP, AttributeGroup([], name="firmware")]
+        # nd_desc->fw_ops: the provider's firmware-activate methods (an
+        # NvdimmBusFwOps), None when the platform cannot activate firmware
+        self.fw_ops: NvdimmBusFwOps | None = None
+        self.groups = [BUS_GROUP, BUS_FIRMWARE_GROUP]
 
     def nvdimms(self) -> list:
         """The bus's nmemN devices (is_nvdimm(): by device type)."""
@@ -146,6 +150,92 @@ BUS_GROUP = AttributeGroup([
     RO("provider", lambda b: f"{b.provider}\n"),
     RO("wait_probe", lambda b: "1\n"),
 ])
+
+
+# -- firmware activation (include/linux/libnvdimm.h, the firmware group of bus.c)
+
+# enum nvdimm_fwa_state / nvdimm_fwa_capability / nvdimm_fwa_result: the
+# order matters, callers compare with < (INVALID is 0 in each)
+NVDIMM_FWA_INVALID, NVDIMM_FWA_IDLE, NVDIMM_FWA_ARMED, NVDIMM_FWA_BUSY, NVDIMM_FWA_ARM_OVERFLOW = range(5)
+NVDIMM_FWA_CAP_INVALID, NVDIMM_FWA_CAP_NONE, NVDIMM_FWA_CAP_QUIESCE, NVDIMM_FWA_CAP_LIVE = range(4)
+(NVDIMM_FWA_RESULT_INVALID, NVDIMM_FWA_RESULT_NONE, NVDIMM_FWA_RESULT_SUCCESS,
+ NVDIMM_FWA_RESULT_NOTSTAGED, NVDIMM_FWA_RESULT_NEEDRESET, NVDIMM_FWA_RESULT_FAIL) = range(6)
+# enum nvdimm_fwa_trigger
+NVDIMM_FWA_ARM, NVDIMM_FWA_DISARM = range(2)
+
+FWA_STATE_NAMES = {NVDIMM_FWA_IDLE: "idle", NVDIMM_FWA_ARMED: "armed", NVDIMM_FWA_BUSY: "busy",
+                   NVDIMM_FWA_ARM_OVERFLOW: "overflow"}
+
+
+class NvdimmBusFwOps(Protocol):
+    """struct nvdimm_bus_fw_ops: what a provider answers for the whole bus.
+
+    Called with the bus lock held; each may ask the platform (a provider
+    command), so a show can have the side effect of refreshing a cache."""
+
+    def activate_state(self, bus: "NvdimmBus") -> int: ...
+
+    def capability(self, bus: "NvdimmBus") -> int: ...
+
+    def activate(self, bus: "NvdimmBus") -> int: ...
+
+
+def _fw_activate_show(bus: NvdimmBus) -> str:
+    """The bus's activate state; EOPNOTSUPP unless the platform can quiesce."""
+    ops = bus.fw_ops
+    if ops is None:
+        raise Errno(errno.EOPNOTSUPP, "no firmware activation")
+    cap = ops.capability(bus)
+    state = ops.activate_state(bus)
+    if cap < NVDIMM_FWA_CAP_QUIESCE:
+        raise Errno(errno.EOPNOTSUPP, "platform cannot quiesce for activation")
+    name = FWA_STATE_NAMES.get(state)
+    if name is None:
+        raise Errno(errno.ENXIO, "activation state unknown")
+    return f"{name}\n"
+
+
+def _fw_activate_store(bus: NvdimmBus, buf: str) -> None:
+    """"live" activates now, "quiesce" with the system quiesced (as
+    hibernate_quiet_exec() would: the emulation has nothing to freeze);
+    only an armed bus can activate, a busy one says EBUSY."""
+    ops = bus.fw_ops
+    if ops is None:
+        raise Errno(errno.EOPNOTSUPP, "no firmware activation")
+    if strip_newline(buf) not in ("live", "quiesce"):
+        raise Errno(errno.EINVAL, "activate takes live or quiesce")
+    state = ops.activate_state(bus)
+    if state == NVDIMM_FWA_BUSY:
+        raise Errno(errno.EBUSY, "an activation is still settling")
+    if state not in (NVDIMM_FWA_ARMED, NVDIMM_FWA_ARM_OVERFLOW):
+        raise Errno(errno.ENXIO, "nothing armed")
+    rc = ops.activate(bus)
+    if rc < 0:
+        raise Errno(-rc, "activation failed")
+
+
+def _fw_capability_show(bus: NvdimmBus) -> str:
+    ops = bus.fw_ops
+    if ops is None:
+        raise Errno(errno.EOPNOTSUPP, "no firmware activation")
+    cap = ops.capability(bus)
+    if cap == NVDIMM_FWA_CAP_QUIESCE:
+        return "quiesce\n"
+    if cap == NVDIMM_FWA_CAP_LIVE:
+        return "live\n"
+    raise Errno(errno.EOPNOTSUPP, "no activation capability")
+
+
+def nvdimm_bus_fw_capable(bus: NvdimmBus) -> bool:
+    """nvdimm_bus_firmware_visible(): the bus's (and its DIMMs') firmware
+    attributes exist only with fw_ops and at least quiesce capability."""
+    return bus.fw_ops is not None and bus.fw_ops.capability(bus) >= NVDIMM_FWA_CAP_QUIESCE
+
+
+BUS_FIRMWARE_GROUP = AttributeGroup([
+    Attribute("activate", 0o600, _fw_activate_show, _fw_activate_store),
+    RO("capability", _fw_capability_show),
+], name="firmware", is_visible=lambda b, a: a.mode if nvdimm_bus_fw_capable(b) else 0)
 
 
 class NdctlDevice(Device):

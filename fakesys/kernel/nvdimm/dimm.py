@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from fakesys.errors import Errno
-from fakesys.kernel.base.core import AttributeGroup, Device, DeviceType, RO
+from fakesys.kernel.base.core import ADMIN_RO, RO, Attribute, AttributeGroup, Device, DeviceType
 from fakesys.kernel.base.driver import Driver, module_driver
 from fakesys.kernel.fs.char_dev import chrdev_major
 from fakesys.kernel.nvdimm.bus import (
-    DIMM_CMD_NAMES, ND_DEVICE_DIMM, ND_DEVICE_GROUP, NdDevice, NvdimmBus, commands_show,
+    DIMM_CMD_NAMES, FWA_STATE_NAMES, ND_DEVICE_DIMM, ND_DEVICE_GROUP, NVDIMM_FWA_ARM,
+    NVDIMM_FWA_ARMED, NVDIMM_FWA_BUSY, NVDIMM_FWA_DISARM, NVDIMM_FWA_IDLE, NVDIMM_FWA_RESULT_FAIL,
+    NVDIMM_FWA_RESULT_NEEDRESET, NVDIMM_FWA_RESULT_NONE, NVDIMM_FWA_RESULT_NOTSTAGED,
+    NVDIMM_FWA_RESULT_SUCCESS, NdDevice, NvdimmBus, commands_show, nvdimm_bus_fw_capable,
 )
 from fakesys.kernel.nvdimm.label import LabelArea
+from fakesys.kernel.parse import strip_newline
 from fakesys.kernel.uapi.ndctl import ND_CMD_GET_CONFIG_DATA, ND_CMD_GET_CONFIG_SIZE
 
 if TYPE_CHECKING:
@@ -82,8 +86,12 @@ class Nvdimm(NdDevice):
         # NFIT's entries for it, its SMART firmware), None when it has none
         self.spec = None
         self.smart = None
+        # nvdimm->fw_ops (an NvdimmFwOps; None: the DIMM cannot be armed)
+        # and the provider's cache behind it (nfit_mem's fwa_state/result/count)
+        self.fw_ops: NvdimmFwOps | None = None
+        self.fwa = None
         self.ndd: NvdimmDrvdata | None = None
-        self.groups = [DIMM_GROUP, AttributeGroup([], name="firmware"), *provider_groups]
+        self.groups = [DIMM_GROUP, DIMM_FIRMWARE_GROUP, *provider_groups]
 
     def has_labels_cmds(self) -> bool:
         need = (1 << ND_CMD_GET_CONFIG_SIZE) | (1 << ND_CMD_GET_CONFIG_DATA)
@@ -109,6 +117,73 @@ DIMM_GROUP = AttributeGroup([
     RO("flags", Nvdimm.flags_show),
     RO("available_slots", Nvdimm.available_slots_show),
 ])
+
+
+# -- firmware activation (the firmware group of dimm_devs.c)
+
+class NvdimmFwOps(Protocol):
+    """struct nvdimm_fw_ops: one DIMM's side of firmware activation."""
+
+    def activate_state(self, nvdimm: "Nvdimm") -> int: ...
+
+    def activate_result(self, nvdimm: "Nvdimm") -> int: ...
+
+    def arm(self, nvdimm: "Nvdimm", trigger: int) -> int: ...
+
+
+FWA_RESULT_NAMES = {NVDIMM_FWA_RESULT_NONE: "none", NVDIMM_FWA_RESULT_SUCCESS: "success",
+                    NVDIMM_FWA_RESULT_FAIL: "fail", NVDIMM_FWA_RESULT_NOTSTAGED: "not_staged",
+                    NVDIMM_FWA_RESULT_NEEDRESET: "need_reset"}
+
+
+def _fw_ops(nvdimm: Nvdimm) -> NvdimmFwOps:
+    if nvdimm.fw_ops is None:
+        raise Errno(errno.EOPNOTSUPP, "no firmware activation")
+    return nvdimm.fw_ops
+
+
+def _fw_result_show(nvdimm: Nvdimm) -> str:
+    """The outcome of the last activation as this DIMM saw it."""
+    name = FWA_RESULT_NAMES.get(_fw_ops(nvdimm).activate_result(nvdimm))
+    if name is None:
+        raise Errno(errno.ENXIO, "activation result unknown")
+    return f"{name}\n"
+
+
+def _fw_activate_show(nvdimm: Nvdimm) -> str:
+    """idle, armed or busy; a DIMM has no overflow state of its own (the bus does)."""
+    state = _fw_ops(nvdimm).activate_state(nvdimm)
+    if state not in (NVDIMM_FWA_IDLE, NVDIMM_FWA_ARMED, NVDIMM_FWA_BUSY):
+        raise Errno(errno.ENXIO, "activation state unknown")
+    return f"{FWA_STATE_NAMES[state]}\n"
+
+
+def _fw_activate_store(nvdimm: Nvdimm, buf: str) -> None:
+    """"arm" or "disarm" the DIMM for the next bus activation."""
+    ops = _fw_ops(nvdimm)
+    word = strip_newline(buf)
+    if word == "arm":
+        trigger = NVDIMM_FWA_ARM
+    elif word == "disarm":
+        trigger = NVDIMM_FWA_DISARM
+    else:
+        raise Errno(errno.EINVAL, "activate takes arm or disarm")
+    rc = ops.arm(nvdimm, trigger)
+    if rc < 0:
+        raise Errno(-rc, f"{word} failed")
+
+
+def _fw_visible(nvdimm: Nvdimm, a) -> int:
+    """nvdimm_firmware_visible(): DIMM ops, and a bus that can quiesce."""
+    if nvdimm.fw_ops is None or not nvdimm_bus_fw_capable(nvdimm.nvdimm_bus):
+        return 0
+    return a.mode
+
+
+DIMM_FIRMWARE_GROUP = AttributeGroup([
+    Attribute("activate", 0o600, _fw_activate_show, _fw_activate_store),
+    ADMIN_RO("result", _fw_result_show),
+], name="firmware", is_visible=_fw_visible)
 
 
 class LsaIo:

@@ -15,6 +15,7 @@ import struct
 
 from fakesys.errors import Errno
 from fakesys.kernel.acpi import nfit_fw as fw
+from fakesys.kernel.acpi.intel import ND_INTEL_FW_GET_INFO
 from fakesys.kernel.acpi.nfit_fw import acpi_nfit_clear_to_send
 from fakesys.kernel.nvdimm.ioctl import U32_MAX, FW_INVALID, FW_SUCCESS, cmd_desc, in_size, out_size
 from fakesys.kernel.uapi.ndctl import (
@@ -200,7 +201,7 @@ def _firmware(bus, nvdimm, func: int):
             return None
         return {fw.ND_INTEL_SMART: smart.smart, fw.ND_INTEL_SMART_THRESHOLD: smart.threshold,
                 fw.ND_INTEL_SMART_SET_THRESHOLD: smart.set_threshold, fw.ND_INTEL_SMART_INJECT: smart.inject,
-                fw.ND_INTEL_ENABLE_LSS_STATUS: smart.lss, fw.ND_INTEL_FW_GET_INFO: fw.fw_get_info}.get(func)
+                fw.ND_INTEL_ENABLE_LSS_STATUS: smart.lss, ND_INTEL_FW_GET_INFO: fw.fw_get_info}.get(func)
     firmware = getattr(bus.provider_data, "fw", None)
     if firmware is None:
         return None

@@ -238,8 +238,7 @@ class NfitTestCtl:
                 handlers = {fw.ND_INTEL_SMART: smart.smart, fw.ND_INTEL_SMART_THRESHOLD: smart.threshold,
                             fw.ND_INTEL_SMART_SET_THRESHOLD: smart.set_threshold,
                             fw.ND_INTEL_SMART_INJECT: smart.inject,
-                            fw.ND_INTEL_ENABLE_LSS_STATUS: smart.lss,
-                            fw.ND_INTEL_FW_GET_INFO: fw.fw_get_info}
+                            fw.ND_INTEL_ENABLE_LSS_STATUS: smart.lss}
             handler = handlers.get(func)
             if handler is None:
                 raise Errno(errno.ENOTTY, f"Intel function {func} not emulated")

@@ -180,11 +180,15 @@ class NvdimmBusFwOps(Protocol):
     def activate(self, bus: "NvdimmBus") -> int: ...
 
 
+def _fw_ops(bus: NvdimmBus) -> NvdimmBusFwOps:
+    if bus.fw_ops is None:
+        raise Errno(errno.EOPNOTSUPP, "no firmware activation")
+    return bus.fw_ops
+
+
 def _fw_activate_show(bus: NvdimmBus) -> str:
     """The bus's activate state; EOPNOTSUPP unless the platform can quiesce."""
-    ops = bus.fw_ops
-    if ops is None:
-        raise Errno(errno.EOPNOTSUPP, "no firmware activation")
+    ops = _fw_ops(bus)
     cap = ops.capability(bus)
     state = ops.activate_state(bus)
     if cap < NVDIMM_FWA_CAP_QUIESCE:
@@ -199,9 +203,7 @@ def _fw_activate_store(bus: NvdimmBus, buf: str) -> None:
     """"live" activates now, "quiesce" with the system quiesced (as
     hibernate_quiet_exec() would: the emulation has nothing to freeze);
     only an armed bus can activate, a busy one says EBUSY."""
-    ops = bus.fw_ops
-    if ops is None:
-        raise Errno(errno.EOPNOTSUPP, "no firmware activation")
+    ops = _fw_ops(bus)
     if strip_newline(buf) not in ("live", "quiesce"):
         raise Errno(errno.EINVAL, "activate takes live or quiesce")
     state = ops.activate_state(bus)
@@ -215,10 +217,7 @@ def _fw_activate_store(bus: NvdimmBus, buf: str) -> None:
 
 
 def _fw_capability_show(bus: NvdimmBus) -> str:
-    ops = bus.fw_ops
-    if ops is None:
-        raise Errno(errno.EOPNOTSUPP, "no firmware activation")
-    cap = ops.capability(bus)
+    cap = _fw_ops(bus).capability(bus)
     if cap == NVDIMM_FWA_CAP_QUIESCE:
         return "quiesce\n"
     if cap == NVDIMM_FWA_CAP_LIVE:

@@ -196,13 +196,13 @@ class AcpiNfitCtl:
 def _firmware(bus, nvdimm, func: int):
     """The platform function behind a _DSM call, if the topology gave it one."""
     if nvdimm is not None:
-        smart = getattr(nvdimm, "smart", None)
+        smart = nvdimm.smart
         if smart is None:
             return None
         return {fw.ND_INTEL_SMART: smart.smart, fw.ND_INTEL_SMART_THRESHOLD: smart.threshold,
                 fw.ND_INTEL_SMART_SET_THRESHOLD: smart.set_threshold, fw.ND_INTEL_SMART_INJECT: smart.inject,
                 fw.ND_INTEL_ENABLE_LSS_STATUS: smart.lss, ND_INTEL_FW_GET_INFO: fw.fw_get_info}.get(func)
-    firmware = getattr(bus.provider_data, "fw", None)
+    firmware = bus.provider_data.fw
     if firmware is None:
         return None
     return {ND_CMD_ARS_CAP: firmware.ars_cap, ND_CMD_ARS_START: firmware.ars_start,
@@ -214,20 +214,17 @@ def _firmware(bus, nvdimm, func: int):
 
 
 def _family(nvdimm) -> int | None:
-    spec = getattr(nvdimm, "spec", None)
-    return getattr(spec, "family", NVDIMM_FAMILY_INTEL)
+    return nvdimm.spec.family if nvdimm.spec is not None else NVDIMM_FAMILY_INTEL
 
 
 def _dsm_mask(nvdimm) -> int:
-    spec = getattr(nvdimm, "spec", None)
-    if spec is None:
+    if nvdimm.spec is None:
         return nvdimm.cmd_mask & 0x3FE
-    return int(getattr(spec, "dsm_mask", 0))
+    return int(nvdimm.spec.dsm_mask)
 
 
 def _bus_dsm_mask(bus) -> int:
-    spec = getattr(bus.provider_data, "spec", None)
-    return int(getattr(spec, "dsm_mask", 0))
+    return int(bus.provider_data.spec.dsm_mask)
 
 
 ACPI_NFIT_CTL = AcpiNfitCtl()

@@ -246,7 +246,7 @@ class Firmware:
             _st(p, "I", 8, 2)
             return 0, 0
         nvdimm = region.mappings[-1].nvdimm
-        handle = getattr(getattr(nvdimm, "spec", None), "handle", nvdimm.id)
+        handle = nvdimm.spec.handle if nvdimm.spec is not None else nvdimm.id
         _st(p, "I", 24, 1)
         if len(p) >= 44:
             _st(p, "IIQ", 28, handle, 0, spa - region.start)
@@ -479,8 +479,7 @@ def acpi_nfit_clear_to_send(bus, nvdimm, cmd: int, buf) -> None:
         raise Errno(errno.EOPNOTSUPP, f"bus family {family} blocked")
     if nvdimm is not None or cmd != ND_CMD_ARS_START:
         return
-    state = bus.provider_data
-    scrubber = getattr(state, "scrubber", None)
+    scrubber = bus.provider_data.scrubber
     if scrubber is not None and scrubber.busy:
         raise Errno(errno.EBUSY, "the kernel is scrubbing")
 
@@ -489,9 +488,9 @@ def uc_error_notify(bus) -> None:
     """NFIT_NOTIFY_UC_MEMORY_ERROR (queued work): a short scrub, or a long
     one when nfit/hw_error_scrub is 1 (acpi_nfit_uc_error_notify)."""
     state = bus.provider_data
-    scrubber = getattr(state, "scrubber", None)
+    scrubber = state.scrubber
     if scrubber is not None:
-        mode = ARS_REQ_LONG if getattr(state, "hw_error_scrub", 0) else ARS_REQ_SHORT
+        mode = ARS_REQ_LONG if state.hw_error_scrub else ARS_REQ_SHORT
         timers(scrubber.kernel).call_later(0.0, lambda: scrubber.rescan(mode))
 
 

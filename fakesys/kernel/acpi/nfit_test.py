@@ -223,7 +223,7 @@ class NfitTestCtl:
     # -- the DIMMs ------------------------------------------------------------------
 
     def _dimm(self, bus, nvdimm, nr: int, buf: bytearray) -> int:
-        spec = getattr(nvdimm, "spec", None)
+        spec = nvdimm.spec
         if spec is None:
             raise Errno(errno.ENOTTY, "no NFIT data for this DIMM")
         if nr == ND_CMD_CALL:
@@ -232,7 +232,7 @@ class NfitTestCtl:
                 raise Errno(errno.ENOTTY, f"family {family} is not {spec.family}")
             if func in self.FW_FUNCS:
                 return self._dimm_fw(bus, spec.handle, func, buf, size_in + size_out)
-            smart = getattr(nvdimm, "smart", None)
+            smart = nvdimm.smart
             handlers = {}
             if smart is not None:
                 handlers = {fw.ND_INTEL_SMART: smart.smart, fw.ND_INTEL_SMART_THRESHOLD: smart.threshold,
@@ -382,8 +382,7 @@ class NfitTestCtl:
     def _bus(self, bus, nr: int, buf: bytearray) -> int:
         if nr == ND_CMD_CALL and struct.unpack_from("<Q", buf, 0)[0] == intel.NVDIMM_BUS_FAMILY_INTEL:
             return self._bus_intel(bus, buf)
-        state = bus.provider_data
-        firmware = getattr(state, "fw", None)
+        firmware = bus.provider_data.fw
         if firmware is None:
             raise Errno(errno.ENOTTY, "no ARS on this bus")
         if nr == ND_CMD_CALL:
@@ -468,9 +467,8 @@ class NfitTestDriver(Driver):
     def remove(self, dev) -> None:
         bus = dev.driver_data
         if bus is not None:
-            state = bus.provider_data
-            if state is not None and getattr(state, "scrubber", None) is not None:
-                state.scrubber.shutdown()
+            if bus.provider_data.scrubber is not None:
+                bus.provider_data.scrubber.shutdown()
             self.kernel.nd.bus_unregister(bus)
             dev.driver_data = None
 

@@ -144,7 +144,7 @@ async def _snapshot(ctl: Control, req: Request) -> bool:
 
 
 async def _modprobe(ctl: Control, req: Request) -> bool:
-    """``modprobe [-r] NAME...`` from the sandbox's modprobe (dev/modprobe.py)."""
+    """``modprobe ARGS`` from the sandbox's modprobe, answered as kmod would (dev/modprobe.py)."""
     rc, msg = modprobe(ctl.machine, req.args)
     if ctl.server is not None:
         await ctl.server.changed()
